@@ -1,0 +1,43 @@
+//! The HTTP/1.1 wire format, sans-IO: every function here takes bytes and
+//! returns a decision. Nothing in `http/` reads or writes a socket.
+
+pub mod body;
+pub mod head;
+pub mod respond;
+pub mod rewrite;
+
+/// `tchar` of RFC 9110 §5.6.2:
+///
+/// ```text
+/// tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-" / "." /
+///         "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
+/// ```
+pub fn is_tchar(b: u8) -> bool {
+    matches!(b,
+        b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.'
+        | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
+}
+
+/// True when `s` is a non-empty `token` (RFC 9110 §5.6.2), the grammar of
+/// header names and methods.
+pub fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_tchar(b))
+}
+
+/// True when `v` can sit inside a header value without ending the line or
+/// the string: no CR, LF or NUL (RFC 9110 §5.5).
+pub fn is_safe_value(v: &[u8]) -> bool {
+    !v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0)
+}
+
+/// ASCII case-insensitive equality, for header names and codings.
+pub fn eq_ignore_case(a: &[u8], b: &[u8]) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// The HTTP version of a message; llmhop speaks nothing else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}

@@ -1,0 +1,1 @@
+//! Upstream request head and client response head.

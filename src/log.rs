@@ -1,0 +1,1 @@
+//! Access and startup lines.

@@ -1,0 +1,175 @@
+//! Model name → upstream.
+//!
+//! Owns: the route table and what each upstream needs on the request path,
+//! computed once at startup (authority, path prefix, the configured header
+//! block, the pool shared by every model on the same origin). Does not own:
+//! connecting ([`crate::upstream`]) or parsing urls ([`crate::config`]).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use crate::http::respond;
+use crate::pool::Pool;
+use crate::secrets::Secret;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    Http,
+    Https,
+}
+
+/// A parsed upstream url: `scheme://host[:port][/prefix]`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Url {
+    pub scheme: Scheme,
+    /// Host as written, IPv6 literals without brackets.
+    pub host: String,
+    pub port: u16,
+    /// Path prefix without a trailing `/`, `""` when none.
+    pub prefix: String,
+}
+
+impl Url {
+    /// The `Host` value: host, plus `:port` unless it is the scheme's default.
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let default = match self.scheme {
+            Scheme::Http => 80,
+            Scheme::Https => 443,
+        };
+        if self.port == default {
+            host
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// `scheme://authority`, for logs and summaries.
+    pub fn origin(&self) -> String {
+        let scheme = match self.scheme {
+            Scheme::Http => "http",
+            Scheme::Https => "https",
+        };
+        format!("{scheme}://{}", self.authority())
+    }
+}
+
+/// One configured model, as the config hands it over.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub model: String,
+    pub url: Url,
+    /// Configured headers, set last on every forwarded request.
+    pub headers: Vec<(String, Secret)>,
+}
+
+/// Everything the request path needs to forward to one model's upstream.
+pub struct Upstream {
+    pub model: String,
+    pub url: Url,
+    /// `Host` value sent upstream.
+    pub authority: String,
+    /// `scheme://authority`, for logs.
+    pub origin: String,
+    /// Lower-cased names of the configured headers: client fields with
+    /// these names are dropped.
+    pub header_names: Vec<Vec<u8>>,
+    /// The configured headers rendered as `Name: value\r\n` lines. Holds
+    /// secrets: never logged, never shown by `Debug`.
+    pub header_block: Vec<u8>,
+    /// Idle connections to this upstream's origin, shared by every model
+    /// with the same scheme, host and port.
+    pub pool: Arc<Pool>,
+    /// `/v1/models/{id}` body for this model, rendered once.
+    pub model_json: Vec<u8>,
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstream")
+            .field("model", &self.model)
+            .field("origin", &self.origin)
+            .field("prefix", &self.url.prefix)
+            .field("headers", &self.header_names.len())
+            .finish()
+    }
+}
+
+/// The route table, built once at startup.
+#[derive(Debug)]
+pub struct Table {
+    routes: HashMap<String, Arc<Upstream>>,
+    /// Model names, sorted.
+    names: Vec<String>,
+    /// `/v1/models` body, rendered once.
+    pub models_json: Vec<u8>,
+    /// `/health` body, rendered once.
+    pub health_json: Vec<u8>,
+}
+
+impl Table {
+    /// Builds the table; header names and values must already be valid
+    /// (config validation checks them).
+    pub fn new(targets: Vec<Target>) -> Table {
+        let mut pools: HashMap<(Scheme, String, u16), Arc<Pool>> = HashMap::new();
+        let mut routes = HashMap::new();
+        for t in targets {
+            let pool = pools
+                .entry((t.url.scheme, t.url.host.clone(), t.url.port))
+                .or_insert_with(|| Arc::new(Pool::new()))
+                .clone();
+            let mut header_block = Vec::new();
+            let mut header_names = Vec::new();
+            for (name, value) in &t.headers {
+                assert!(
+                    crate::http::is_token(name.as_bytes())
+                        && crate::http::is_safe_value(value.expose().as_bytes())
+                );
+                header_names.push(name.to_ascii_lowercase().into_bytes());
+                header_block.extend_from_slice(name.as_bytes());
+                header_block.extend_from_slice(b": ");
+                header_block.extend_from_slice(value.expose().as_bytes());
+                header_block.extend_from_slice(b"\r\n");
+            }
+            let upstream = Upstream {
+                authority: t.url.authority(),
+                origin: t.url.origin(),
+                model_json: respond::model_object(&t.model),
+                model: t.model.clone(),
+                url: t.url,
+                header_names,
+                header_block,
+                pool,
+            };
+            routes.insert(t.model, Arc::new(upstream));
+        }
+        let mut names: Vec<String> = routes.keys().cloned().collect();
+        names.sort();
+        Table {
+            models_json: respond::model_list(&names),
+            health_json: respond::health(names.len()),
+            routes,
+            names,
+        }
+    }
+
+    /// Exact, case-sensitive lookup (SPEC §3.8).
+    pub fn get(&self, model: &str) -> Option<&Arc<Upstream>> {
+        self.routes.get(model)
+    }
+
+    /// Model names, sorted.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Every upstream, in model-name order.
+    pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.names.iter().map(|n| &self.routes[n])
+    }
+}
