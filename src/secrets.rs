@@ -304,11 +304,7 @@ mod tests {
 
     fn fake() -> Fake {
         Fake {
-            env: HashMap::from([
-                ("KEY", "sk-env-SECRET"),
-                ("A_1", "a-SECRET"),
-                ("EMPTY", ""),
-            ]),
+            env: HashMap::from([("KEY", "sk-env-SECRET"), ("A_1", "a-SECRET"), ("EMPTY", "")]),
             files: HashMap::from([
                 ("tok", "file-SECRET\n"),
                 ("crlf", "crlf-SECRET\r\n"),
@@ -388,7 +384,11 @@ mod tests {
             ("pa$5word", BadName { at: 2 }, false),
         ];
         for (template, want, syntax_ok) in cases {
-            assert_eq!(expand(template, &fake()).as_ref(), Err(want), "{template:?}");
+            assert_eq!(
+                expand(template, &fake()).as_ref(),
+                Err(want),
+                "{template:?}"
+            );
             assert_eq!(check_syntax(template).is_ok(), *syntax_ok, "{template:?}");
         }
     }
