@@ -829,7 +829,7 @@ mod tests {
             "maxBodyBytes": 10,
             "authTokens": ["${file:tok}", "lit$$"],
             "models": {
-                "b": {"url": "HTTPS://api.example.com/v1/", "headers": {"Authorization": "Bearer $KEY", "X-A": ""}},
+                "b": {"url": "HTTP://api.example.com:8080/v1/", "headers": {"Authorization": "Bearer $KEY", "X-A": ""}},
                 "a": {"url": "http://[::1]:8000"}
             },
             "timeouts": {"headSeconds": 0.25, "shutdownSeconds": 1}
@@ -843,7 +843,7 @@ mod tests {
         assert_eq!(c.timeouts.shutdown, Duration::from_secs(1));
         assert_eq!(c.timeouts.idle, Duration::from_secs(60));
         let b = c.routes.get("b").unwrap();
-        assert_eq!(b.origin, "https://api.example.com");
+        assert_eq!(b.origin, "http://api.example.com:8080");
         assert_eq!(b.url.prefix, "/v1");
         assert_eq!(
             b.header_block,
@@ -856,7 +856,8 @@ mod tests {
         assert!(summary.contains("auth: on (2 tokens)\n"), "{summary}");
         assert!(summary.contains("  a -> http://[::1]:8000\n"), "{summary}");
         assert!(
-            summary.contains("  b -> https://api.example.com/v1 (headers: authorization, x-a)\n"),
+            summary
+                .contains("  b -> http://api.example.com:8080/v1 (headers: authorization, x-a)\n"),
             "{summary}"
         );
         assert!(
