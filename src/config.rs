@@ -678,7 +678,7 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         }
         Scheme::Https
     } else if scheme.eq_ignore_ascii_case("unix") {
-        return Err("unix sockets are not supported yet".into());
+        return parse_unix(rest);
     } else {
         return Err(format!(
             "unsupported scheme {scheme:?}; use http:// or https://"
@@ -729,7 +729,7 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
     }
     let port = match port {
         None => match scheme {
-            Scheme::Http => 80,
+            Scheme::Http | Scheme::Unix => 80,
             Scheme::Https => 443,
         },
         Some(p) => match parse_port(p) {
@@ -774,6 +774,24 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         host: host.to_owned(),
         port,
         prefix: prefix.to_owned(),
+    })
+}
+
+/// `unix:///absolute/path.sock` (vLLM's `--uds`): the socket path is the
+/// whole rest of the url; requests go to it with `Host: localhost` and no
+/// path prefix.
+fn parse_unix(rest: &str) -> Result<Url, String> {
+    if !rest.starts_with('/') || rest.len() < 2 {
+        return Err("expected unix:///ABSOLUTE/PATH.sock".into());
+    }
+    if rest.contains(['?', '#']) || rest.bytes().any(|b| b.is_ascii_control()) {
+        return Err("a unix socket path may not hold `?`, `#` or control characters".into());
+    }
+    Ok(Url {
+        scheme: Scheme::Unix,
+        host: rest.to_owned(),
+        port: 0,
+        prefix: String::new(),
     })
 }
 
@@ -943,7 +961,7 @@ mod tests {
             (r#"{"models":{"a\nb":{"url":"http://h"}}}"#.into(), "models", "model name \"a\\nb\" contains"),
             (u("localhost:8000"), "models.m.url", "expected http://"),
             (u("ftp://h"), "models.m.url", "unsupported scheme \"ftp\""),
-            (u("unix:///run/x.sock"), "models.m.url", "unix sockets are not supported yet"),
+            (u("unix://run/x.sock"), "models.m.url", "expected unix:///ABSOLUTE/PATH.sock"),
             (u("http://"), "models.m.url", "empty host"),
             (u("http:///x"), "models.m.url", "empty host"),
             (u("http://h?a=1"), "models.m.url", "a query"),
