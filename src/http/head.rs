@@ -1069,8 +1069,10 @@ mod tests {
 
     #[test]
     fn targets() {
+        type Cases<'a> = &'a [(&'a [u8], &'a [u8], Option<&'a [u8]>)];
         #[rustfmt::skip]
-        let ok: &[(&[u8], &[u8], Option<&[u8]>)] = &[
+        // (target, path, query)
+        let ok: Cases = &[
             (b"/v1/chat/completions", b"/v1/chat/completions", None),
             (b"/a?b=c&d", b"/a", Some(b"b=c&d")),
             (b"/a?", b"/a", Some(b"")),
