@@ -86,6 +86,8 @@ pub struct RequestHead {
     pub len: usize,
     pub method: Range<usize>,
     /// Path of the target (origin-form, or reduced from absolute-form).
+    /// Never empty: an absolute-form target with an empty path gets a
+    /// one-byte range over the last `/` of its `://` (RFC 9112 §3.2.1).
     pub path: Range<usize>,
     /// Query of the target, without the `?`, when there is one.
     pub query: Option<Range<usize>>,
@@ -98,7 +100,8 @@ pub struct RequestHead {
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
     pub content: ContentKind,
-    /// Index into `headers` of the `Authorization` field, if any.
+    /// Index into `headers` of the `Authorization` field, if any (a head
+    /// with two is refused as [`HeadError::Malformed`]).
     pub authorization: Option<usize>,
 }
 
