@@ -26,6 +26,7 @@
 //! | [`pool`] | idle upstream connections per origin, liveness check | connecting |
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
+//! | [`systemd`] | `sd_notify` datagrams, socket-activated listeners (`LISTEN_FDS`) | when to notify, which listeners to use |
 //!
 //! Everything under `http/` and `scan/` is sans-IO: bytes in, a status out,
 //! no tokio. Only `server`, `conn`, `upstream` and `pool` touch sockets.
@@ -53,7 +54,7 @@
 //! Any error before the first response byte becomes one JSON answer written
 //! by `conn`; after that, the only option is to close.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one audited exception: systemd::listen_fds (see its SAFETY comment)
 
 pub mod auth;
 pub mod cli;
@@ -67,4 +68,5 @@ pub mod route;
 pub mod scan;
 pub mod secrets;
 pub mod server;
+pub mod systemd;
 pub mod upstream;
