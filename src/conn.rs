@@ -20,7 +20,7 @@ use crate::http::body::{BodyError, Decoder};
 use crate::http::head::{
     self, ContentKind, Framing, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES,
 };
-use crate::http::rewrite::{self, ClientSide};
+use crate::http::rewrite::{self, ClientSide, Forward};
 use crate::http::{respond, Version};
 use crate::log;
 use crate::route::{self, Upstream};
@@ -108,7 +108,9 @@ struct Record {
 /// client buffer has been decoded.
 struct Body {
     decoder: Decoder,
-    scanner: Scanner,
+    /// `None` when the model came from the path or the query: the body is
+    /// streamed without being parsed.
+    scanner: Option<Scanner>,
     /// Offset in `Client::buf` of the first byte not yet decoded.
     pos: usize,
     model: Option<String>,
@@ -135,8 +137,10 @@ impl Body {
         }
         if self.decoder.is_done() && !self.finished {
             self.finished = true;
-            let last = self.scanner.finish();
-            self.note(last)?;
+            if let Some(scanner) = &mut self.scanner {
+                let last = scanner.finish();
+                self.note(last)?;
+            }
             if self.model.is_none() {
                 return Err(Error::Scan(ScanError::Missing));
             }
@@ -145,10 +149,10 @@ impl Body {
     }
 
     fn scanner_feed(&mut self, payload: &[u8]) -> Scan {
-        if payload.is_empty() {
-            return Scan::NeedMore;
+        match &mut self.scanner {
+            Some(scanner) if !payload.is_empty() => scanner.feed(payload),
+            _ => Scan::NeedMore,
         }
-        self.scanner.feed(payload)
     }
 
     fn note(&mut self, scan: Scan) -> Result<(), Error> {
@@ -276,8 +280,8 @@ impl Client {
         let method = &self.buf[head.method.clone()];
         let path = &self.buf[head.path.clone()];
         let authorized = config.tokens.check(
-            head.authorization
-                .map(|i| &self.buf[head.headers[i].value.clone()]),
+            head.header(&self.buf, head.authorization),
+            head.header(&self.buf, head.api_key),
         );
         let body_follows = !matches!(head.framing, Framing::Empty | Framing::Length(0));
         // What to release after an answer that reads no body.
@@ -294,8 +298,8 @@ impl Client {
             } else if let Some(id) = path.strip_prefix(b"/v1/models/") {
                 let name = route::percent_decode(id).unwrap_or_default();
                 Some(match config.routes.get(&name) {
-                    Some(up) => Ok(&up.model_json),
-                    None => Err(Error::NoSuchModel(name)),
+                    Some(up) if up.listed => Ok(&up.model_json),
+                    _ => Err(Error::NoSuchModel(name)),
                 })
             } else {
                 None
@@ -321,15 +325,12 @@ impl Client {
         // SPEC §3.4–5: framing and the cap, before reading the body.
         let cap = config.max_body_bytes;
         match head.framing {
-            Framing::Empty | Framing::Length(0) => {
-                return self.reject(rec, &Error::NoBody, Some(head.len)).await
-            }
             Framing::Length(n) if n > cap => {
                 return self
                     .reject(rec, &Error::Body(BodyError::TooLarge), None)
                     .await
             }
-            Framing::Length(_) | Framing::Chunked => {}
+            Framing::Empty | Framing::Length(_) | Framing::Chunked => {}
             Framing::UntilClose => {
                 return self
                     .reject(rec, &Error::Head(head::HeadError::Malformed), None)
@@ -346,17 +347,23 @@ impl Client {
             return Next::Close;
         }
 
-        let scanner = match &head.content {
-            ContentKind::Json => Scanner::Json(JsonScanner::new()),
-            ContentKind::Multipart { boundary } => {
-                Scanner::Multipart(MultipartScanner::new(boundary))
+        // Where the model comes from: the path, the query, or the body.
+        let (known, forward_path) = match select(&self.buf, head, body_follows) {
+            Ok(selected) => selected,
+            Err(err) => return self.reject(rec, &err, no_body).await,
+        };
+        let scanner = match (&known, &head.content) {
+            (Some(_), _) => None,
+            (None, ContentKind::Json) => Some(Scanner::Json(JsonScanner::new())),
+            (None, ContentKind::Multipart { boundary }) => {
+                Some(Scanner::Multipart(MultipartScanner::new(boundary)))
             }
         };
         let mut body = Body {
             decoder: Decoder::new(head.framing, Some(cap)),
             scanner,
             pos: head.len,
-            model: None,
+            model: known,
             finished: false,
             read: 0,
         };
@@ -390,14 +397,14 @@ impl Client {
 
         // SPEC §3.9: the upstream head.
         let mut up_head = Vec::with_capacity(head.len + 128 + up.header_block.len());
-        rewrite::request_head(
-            &self.buf,
-            head,
-            &up,
-            self.peer.ip(),
-            config.tokens.enabled(),
-            &mut up_head,
-        );
+        let forward = Forward {
+            path: forward_path
+                .as_ref()
+                .map_or(&self.buf[head.path.clone()], |p| p.as_slice()),
+            client: self.peer.ip(),
+            strip_auth: config.tokens.enabled(),
+        };
+        rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);
 
         let result = self.exchange(head, &up, &up_head, &mut body, rec).await;
         rec.bytes_in += body.read;
@@ -545,6 +552,11 @@ impl Client {
         rh: ResponseHead,
         rec: &mut Record,
     ) -> Result<Next, Failure> {
+        let upgrade = rh.status == 101;
+        if upgrade && !head.upgrade {
+            // A switch nobody asked for cannot be relayed.
+            return Err(Error::UpstreamGarbage.into());
+        }
         let dechunk = head.version == Version::Http10 && rh.framing == Framing::Chunked;
         let close = !head.keep_alive
             || rh.framing == Framing::UntilClose
@@ -558,10 +570,15 @@ impl Client {
                 version: head.version,
                 close,
                 dechunk,
+                upgrade,
             },
             &mut out,
         );
         rec.status = rh.status;
+        if upgrade {
+            out.extend_from_slice(&ubuf[rh.len..]);
+            return self.tunnel(stream, &out, rec).await;
+        }
 
         let mut decoder = Decoder::new(rh.framing, None);
         let mut pos = rh.len;
@@ -622,6 +639,29 @@ impl Client {
             up.pool.put(stream);
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// After a `101`: writes `first` (the response head and whatever the
+    /// upstream sent after it) to the client and the client's read-ahead to
+    /// the upstream, then copies both ways until either side closes.
+    async fn tunnel(
+        &mut self,
+        mut stream: Stream,
+        first: &[u8],
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        if self.stream.write_all(first).await.is_err() {
+            return Err(Failure::Close);
+        }
+        let ahead = std::mem::take(&mut self.buf);
+        if stream.write_all(&ahead).await.is_err() {
+            return Err(Failure::Close);
+        }
+        let copied = tokio::io::copy_bidirectional(&mut self.stream, &mut stream).await;
+        let (to_upstream, to_client) = copied.unwrap_or((0, 0));
+        rec.bytes_in += ahead.len() as u64 + to_upstream;
+        rec.bytes_out += first.len() as u64 + to_client;
+        Ok(Next::Close)
     }
 
     /// One read from the upstream into `ubuf`, while watching the client:
@@ -722,6 +762,46 @@ impl Client {
             }
         }
     }
+}
+
+/// Where the model of a request comes from: `/route/{model}/rest` names it
+/// in the path (forwarded as `/rest`); an `Upgrade` request or one without
+/// a body takes it from `?model=` (llama-swap's convention); any other
+/// request has it in its body (`None`: scan the body).
+fn select(
+    buf: &[u8],
+    head: &RequestHead,
+    body_follows: bool,
+) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+    let path = &buf[head.path.clone()];
+    if let Some(rest) = path.strip_prefix(b"/route/") {
+        let end = memchr::memchr(b'/', rest).unwrap_or(rest.len());
+        let model = route::percent_decode(&rest[..end])
+            .filter(|m| !m.is_empty())
+            .ok_or(Error::RoutePath)?;
+        let forward = match &rest[end..] {
+            b"" => b"/".to_vec(),
+            tail => tail.to_vec(),
+        };
+        return Ok((Some(model), Some(forward)));
+    }
+    if head.upgrade || !body_follows {
+        let query = head.query.as_ref().map(|q| &buf[q.clone()]);
+        return match query.and_then(query_model) {
+            Some(model) => Ok((Some(model), None)),
+            None => Err(Error::NoBody),
+        };
+    }
+    Ok((None, None))
+}
+
+/// The percent-decoded value of the first `model=` in a query string.
+fn query_model(query: &[u8]) -> Option<String> {
+    query
+        .split(|&b| b == b'&')
+        .find_map(|pair| pair.strip_prefix(b"model="))
+        .and_then(route::percent_decode)
+        .filter(|m| !m.is_empty())
 }
 
 /// Whether the bytes from `from - 3` on hold the blank line that ends a head
