@@ -173,3 +173,69 @@ impl Table {
         self.names.iter().map(|n| &self.routes[n])
     }
 }
+
+/// Decodes `%XX` escapes (RFC 3986 §2.1) in a path segment, so that
+/// `/v1/models/org%2Fname` finds `org/name`. `None` for a bad escape or a
+/// result that is not UTF-8.
+pub fn percent_decode(s: &[u8]) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        if s[i] == b'%' {
+            let hex = s.get(i + 1..i + 3)?;
+            let hi = (hex[0] as char).to_digit(16)?;
+            let lo = (hex[1] as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
+            i += 3;
+        } else {
+            out.push(s[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding() {
+        let cases: &[(&str, Option<&str>)] = &[
+            ("org%2Fname", Some("org/name")),
+            ("org%2fname", Some("org/name")),
+            ("plain", Some("plain")),
+            ("a%20b", Some("a b")),
+            ("bad%2", None),
+            ("bad%zz", None),
+            ("%ff", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                percent_decode(input.as_bytes()).as_deref(),
+                *want,
+                "{input}"
+            );
+        }
+    }
+
+    #[test]
+    fn authority_omits_default_port() {
+        let url = |scheme, host: &str, port| Url {
+            scheme,
+            host: host.into(),
+            port,
+            prefix: String::new(),
+        };
+        assert_eq!(url(Scheme::Http, "localhost", 80).authority(), "localhost");
+        assert_eq!(
+            url(Scheme::Http, "localhost", 30000).authority(),
+            "localhost:30000"
+        );
+        assert_eq!(
+            url(Scheme::Https, "api.openai.com", 443).authority(),
+            "api.openai.com"
+        );
+        assert_eq!(url(Scheme::Http, "::1", 8000).authority(), "[::1]:8000");
+    }
+}

@@ -1,10 +1,199 @@
-//! Listeners and the accept loop.
+//! Listeners, the accept loop, signals and the graceful drain (SPEC §6).
+//!
+//! Owns: binding, the connection limit, the shutdown signal every
+//! connection watches, and waiting for in-flight requests. Does not own:
+//! anything about a request (`conn`).
+
+use std::io;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::config::Config;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch, Semaphore};
 
-/// Runs the router until SIGTERM/SIGINT; builds its own runtime.
+use crate::config::{Config, Listen};
+use crate::{conn, log};
+
+/// Most client connections served at once; further ones wait in the
+/// kernel's accept queue until a connection ends.
+pub const MAX_CONNECTIONS: usize = 16 * 1024;
+
+/// Pause after an accept error such as running out of file descriptors, so
+/// that the loop backs off instead of spinning a core.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Runs the router until SIGTERM or SIGINT; builds its own runtime with one
+/// worker per available core.
 pub fn main(config: Config) -> ExitCode {
-    let _ = config;
-    ExitCode::SUCCESS
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("llmhop: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listeners = match bind(&config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("llmhop: listen: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        run(listeners, Arc::new(config), shutdown_signal()).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Binds the configured address. `":PORT"` binds `[::]:PORT` (dual-stack
+/// where the host allows) and `0.0.0.0:PORT` unless the IPv6 socket already
+/// covers IPv4; either alone is enough.
+pub async fn bind(listen: &Listen) -> io::Result<Vec<TcpListener>> {
+    match listen {
+        Listen::Addr(addr) => Ok(vec![TcpListener::bind(addr.as_str()).await?]),
+        Listen::All(port) => {
+            let v6 = TcpListener::bind(("::", *port)).await;
+            let v4 = TcpListener::bind(("0.0.0.0", *port)).await;
+            match (v6, v4) {
+                (Ok(a), Ok(b)) => Ok(vec![a, b]),
+                (Ok(a), Err(e)) if e.kind() == io::ErrorKind::AddrInUse => Ok(vec![a]),
+                (Ok(_), Err(e)) => Err(e),
+                (Err(_), Ok(b)) => Ok(vec![b]),
+                (Err(e), Err(_)) => Err(e),
+            }
+        }
+    }
+}
+
+/// Serves on `listeners` until `stop` completes, then drains: listeners
+/// close (new connections are refused), idle connections close, in-flight
+/// requests get up to the shutdown timeout.
+pub async fn run(
+    listeners: Vec<TcpListener>,
+    config: Arc<Config>,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    let addrs: Vec<String> = listeners
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
+    log::info(
+        "listening",
+        &[
+            ("listen", &addrs.join(",")),
+            ("models", &config.routes.names().join(",")),
+        ],
+    );
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    // Every connection task holds a clone; `recv` returns `None` once all
+    // of them have ended (mini-redis's drop-based completion signal).
+    let (done_tx, mut done_rx) = mpsc::channel::<()>(1);
+    let limit = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut accepting = Vec::new();
+    for listener in listeners {
+        let acceptor = Acceptor {
+            listener,
+            config: Arc::clone(&config),
+            limit: Arc::clone(&limit),
+            shutdown: shutdown_rx.clone(),
+            done: done_tx.clone(),
+        };
+        accepting.push(tokio::spawn(acceptor.run()));
+    }
+    drop(done_tx);
+
+    stop.await;
+    log::info(
+        "shutting down",
+        &[(
+            "grace_seconds",
+            &format!("{}", config.timeouts.shutdown.as_secs_f64()),
+        )],
+    );
+    let _ = shutdown_tx.send(true);
+    for task in accepting {
+        let _ = task.await;
+    }
+    if tokio::time::timeout(config.timeouts.shutdown, done_rx.recv())
+        .await
+        .is_err()
+    {
+        log::info("grace period over, closing remaining connections", &[]);
+    }
+}
+
+/// One listener's accept loop.
+struct Acceptor {
+    listener: TcpListener,
+    config: Arc<Config>,
+    limit: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    done: mpsc::Sender<()>,
+}
+
+impl Acceptor {
+    async fn run(mut self) {
+        let mut last_error_log: Option<Instant> = None;
+        loop {
+            let permit = tokio::select! {
+                p = Arc::clone(&self.limit).acquire_owned() => match p {
+                    Ok(p) => p,
+                    Err(_) => return,
+                },
+                _ = self.shutdown.changed() => return,
+            };
+            let accepted = tokio::select! {
+                a = self.listener.accept() => a,
+                _ = self.shutdown.changed() => return,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let config = Arc::clone(&self.config);
+                    let shutdown = self.shutdown.clone();
+                    let done = self.done.clone();
+                    tokio::spawn(async move {
+                        conn::serve(stream, peer, config, shutdown).await;
+                        drop(permit);
+                        drop(done);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off, log at most once a second.
+                    if last_error_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                        log::info("accept failed", &[("error", &e.to_string())]);
+                        last_error_log = Some(Instant::now());
+                    }
+                    drop(permit);
+                    tokio::select! {
+                        _ = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = self.shutdown.changed() => return,
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Completes on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the process still dies on SIGTERM.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }

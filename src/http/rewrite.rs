@@ -1,1 +1,199 @@
-//! Upstream request head and client response head.
+//! The two heads llmhop writes on someone else's behalf: the request head
+//! sent upstream and the response head relayed to the client.
+//!
+//! Owns: hop-by-hop removal (RFC 9110 §7.6.1), `Host`, `X-Forwarded-For`,
+//! the `Authorization` strip, configured headers, `X-Accel-Buffering`.
+//! Does not own: framing (bodies keep the sender's framing, decided in
+//! [`super::head`]) or validation of configured values (done at config load;
+//! re-asserted here).
+
+use std::net::IpAddr;
+
+use super::head::{HeaderIdx, RequestHead, ResponseHead};
+use super::{is_safe_value, Version};
+use crate::route::Upstream;
+
+/// Fields that describe one connection, never the message (RFC 9110
+/// §7.6.1), plus the ones llmhop consumes itself: `Proxy-Authorization` is
+/// for this hop, `Expect` is answered by llmhop (RFC 9110 §10.1.1).
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"keep-alive",
+    b"proxy-connection",
+    b"te",
+    b"trailer",
+    b"upgrade",
+    b"proxy-authorization",
+    b"expect",
+];
+
+/// Fields a `Connection` option may never remove: dropping them would
+/// change how the body is framed or where the request goes.
+const NEVER_DROPPED: &[&[u8]] = &[b"content-length", b"transfer-encoding", b"host"];
+
+/// Writes the upstream request head into `out`:
+/// `METHOD <prefix><path>[?query] HTTP/1.1`, the client's fields in order
+/// and spelling minus hop-by-hop ones, `Host` set to the upstream's
+/// authority in place, `Authorization` dropped when `strip_auth`,
+/// `X-Forwarded-For` extended with `client`, then the upstream's configured
+/// fields, each replacing any client field of the same name.
+pub fn request_head(
+    buf: &[u8],
+    head: &RequestHead,
+    upstream: &Upstream,
+    client: IpAddr,
+    strip_auth: bool,
+    out: &mut Vec<u8>,
+) {
+    let start = out.len();
+    out.extend_from_slice(&buf[head.method.clone()]);
+    out.push(b' ');
+    out.extend_from_slice(upstream.url.prefix.as_bytes());
+    out.extend_from_slice(&buf[head.path.clone()]);
+    if let Some(q) = &head.query {
+        out.push(b'?');
+        out.extend_from_slice(&buf[q.clone()]);
+    }
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+
+    let named = connection_options(buf, &head.headers);
+    let last_xff = head
+        .headers
+        .iter()
+        .rposition(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"x-forwarded-for"));
+    let mut wrote_host = false;
+    for (i, h) in head.headers.iter().enumerate() {
+        let name = &buf[h.name.clone()];
+        let lower = name.to_ascii_lowercase();
+        if lower == b"host" {
+            if !wrote_host {
+                host_line(out, upstream);
+                wrote_host = true;
+            }
+            continue;
+        }
+        if HOP_BY_HOP.contains(&lower.as_slice())
+            || (named.contains(&lower) && !NEVER_DROPPED.contains(&lower.as_slice()))
+            || (strip_auth && lower == b"authorization")
+            || upstream.header_names.contains(&lower)
+        {
+            continue;
+        }
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&buf[h.value.clone()]);
+        if Some(i) == last_xff {
+            out.extend_from_slice(b", ");
+            out.extend_from_slice(client.to_string().as_bytes());
+        }
+        out.extend_from_slice(b"\r\n");
+    }
+    if !wrote_host {
+        host_line(out, upstream);
+    }
+    if last_xff.is_none() {
+        out.extend_from_slice(b"X-Forwarded-For: ");
+        out.extend_from_slice(client.to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&upstream.header_block);
+    out.extend_from_slice(b"\r\n");
+    debug_assert!(
+        lines_are_clean(&out[start..]),
+        "request head has a bare CR or LF"
+    );
+}
+
+fn host_line(out: &mut Vec<u8>, upstream: &Upstream) {
+    out.extend_from_slice(b"Host: ");
+    out.extend_from_slice(upstream.authority.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// How the client connection continues after a relayed response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSide {
+    pub version: Version,
+    /// llmhop closes the client connection after this response.
+    pub close: bool,
+    /// The body is relayed de-chunked (HTTP/1.0 client, chunked response):
+    /// `Transfer-Encoding` is dropped and the end is the close.
+    pub dechunk: bool,
+}
+
+/// Writes the response head relayed to the client: the upstream's status
+/// line as HTTP/1.1, its fields minus hop-by-hop ones (and minus
+/// `Transfer-Encoding` when de-chunking), `X-Accel-Buffering: no` for event
+/// streams that lack it, and `Connection: close` / `keep-alive` as `client`
+/// says.
+pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &mut Vec<u8>) {
+    let start = out.len();
+    // Status line: our own version, the upstream's code and reason.
+    let line_end = memchr::memchr(b'\r', &buf[..head.len]).unwrap_or(0);
+    let rest = buf[..line_end]
+        .iter()
+        .position(|&b| b == b' ')
+        .map_or(&b""[..], |sp| &buf[sp..line_end]);
+    out.extend_from_slice(b"HTTP/1.1");
+    out.extend_from_slice(rest);
+    out.extend_from_slice(b"\r\n");
+
+    let named = connection_options(buf, &head.headers);
+    let mut has_accel = false;
+    for h in &head.headers {
+        let name = &buf[h.name.clone()];
+        let lower = name.to_ascii_lowercase();
+        if HOP_BY_HOP.contains(&lower.as_slice())
+            || (named.contains(&lower) && !NEVER_DROPPED.contains(&lower.as_slice()))
+            || (client.dechunk && lower == b"transfer-encoding")
+        {
+            continue;
+        }
+        has_accel |= lower == b"x-accel-buffering";
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(&buf[h.value.clone()]);
+        out.extend_from_slice(b"\r\n");
+    }
+    if head.event_stream && !has_accel {
+        // An nginx in front would otherwise buffer the stream.
+        out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
+    }
+    if client.close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client.version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    debug_assert!(
+        lines_are_clean(&out[start..]),
+        "response head has a bare CR or LF"
+    );
+}
+
+/// Lower-cased field names listed in `Connection` options (RFC 9110 §7.6.1:
+/// the sender wants them removed at the next hop).
+fn connection_options(buf: &[u8], headers: &[HeaderIdx]) -> Vec<Vec<u8>> {
+    let mut named = Vec::new();
+    for h in headers {
+        if buf[h.name.clone()].eq_ignore_ascii_case(b"connection") {
+            for opt in buf[h.value.clone()].split(|&b| b == b',') {
+                let opt = opt.trim_ascii();
+                if !opt.is_empty() {
+                    named.push(opt.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    named
+}
+
+/// The anti-injection invariant: every CR is followed by LF and every LF
+/// preceded by CR, so no value can have started a new field.
+fn lines_are_clean(head: &[u8]) -> bool {
+    head.split(|&b| b == b'\n').all(|line| {
+        let body = line.strip_suffix(b"\r").unwrap_or(line);
+        is_safe_value(body)
+    }) && head.windows(1).filter(|w| w[0] == b'\n').count()
+        == head.windows(2).filter(|w| w == b"\r\n").count()
+}

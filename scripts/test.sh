@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README gives it: installs the real clients
+# the tests drive (curl, the openai Python SDK) when they are missing, then
+# runs every test. A missing client is a failure, never a skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v curl >/dev/null; then
+  echo "test.sh: installing curl" >&2
+  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+fi
+if ! python3 -c 'import openai' 2>/dev/null; then
+  echo "test.sh: installing the openai Python SDK" >&2
+  python3 -m pip install --quiet --disable-pip-version-check openai
+fi
+
+cargo test --all-targets "$@"
+cargo test --doc
