@@ -25,6 +25,7 @@
 //! | [`upstream`] | connecting, retrying once on a stale pooled connection | the pool's bookkeeping |
 //! | [`pool`] | idle upstream connections per origin, liveness check | connecting |
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
+//! | `tls` | rustls client config and handshake (feature `tls`) | the TCP connection |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
 //!
 //! Everything under `http/` and `scan/` is sans-IO: bytes in, a status out,
@@ -67,4 +68,6 @@ pub mod route;
 pub mod scan;
 pub mod secrets;
 pub mod server;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod upstream;

@@ -17,6 +17,8 @@ use crate::secrets::Secret;
 pub enum Scheme {
     Http,
     Https,
+    /// `unix:///path/to.sock`: `Url::host` holds the socket path.
+    Unix,
 }
 
 /// A parsed upstream url: `scheme://host[:port][/prefix]`.
@@ -33,13 +35,17 @@ pub struct Url {
 impl Url {
     /// The `Host` value: host, plus `:port` unless it is the scheme's default.
     pub fn authority(&self) -> String {
+        if self.scheme == Scheme::Unix {
+            // vLLM's `--uds` and friends expect a plain host name.
+            return "localhost".into();
+        }
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {
             self.host.clone()
         };
         let default = match self.scheme {
-            Scheme::Http => 80,
+            Scheme::Http | Scheme::Unix => 80,
             Scheme::Https => 443,
         };
         if self.port == default {
@@ -54,6 +60,7 @@ impl Url {
         let scheme = match self.scheme {
             Scheme::Http => "http",
             Scheme::Https => "https",
+            Scheme::Unix => return format!("unix://{}", self.host),
         };
         format!("{scheme}://{}", self.authority())
     }

@@ -1,8 +1,16 @@
 //! Secret references (`${env:NAME}`, `${file:PATH}`, `$NAME`, `${NAME}`,
 //! `$$`) and the [`Secret`] type that keeps their values out of every log,
 //! error and panic message.
+//!
+//! Owns: the reference grammar (SPEC §2 "Secret references") and its
+//! expansion. Does not own: which config values are templates, or what a
+//! value may contain once expanded (CR/LF/NUL checks are in
+//! [`crate::config`]). Pure apart from the [`Lookup`] it is handed, so tests
+//! use a fake environment and file system.
 
 use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// A value that came from a secret reference, or could have. Its `Debug` and
 /// `Display` print `<redacted>`; the value is reached only via
@@ -30,5 +38,391 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
+    }
+}
+
+/// Where references are resolved: the process environment and file system
+/// ([`System`]), or a fake in tests.
+pub trait Lookup {
+    /// The environment variable `name`, `None` when it is unset.
+    fn env(&self, name: &str) -> Option<String>;
+    /// The whole content of the file at `path`, as written in the reference
+    /// (relative paths are the implementation's to resolve).
+    fn file(&self, path: &str) -> io::Result<String>;
+}
+
+/// The real environment. Relative `${file:PATH}` resolves against
+/// `$CREDENTIALS_DIRECTORY` when it is set (systemd `LoadCredential=`),
+/// otherwise against the working directory.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct System;
+
+impl Lookup for System {
+    /// A variable whose value is not valid UTF-8 counts as unset: it could
+    /// not be written into a header anyway.
+    fn env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+
+    fn file(&self, path: &str) -> io::Result<String> {
+        let path = Path::new(path);
+        let full: PathBuf = match std::env::var_os("CREDENTIALS_DIRECTORY") {
+            Some(dir) if path.is_relative() => Path::new(&dir).join(path),
+            _ => path.to_owned(),
+        };
+        std::fs::read_to_string(full)
+    }
+}
+
+/// Why a template could not be expanded. Its message names the reference
+/// (variable name, file path as written, kind) or a byte offset into the
+/// template, never a resolved value and never the template's literal text,
+/// which may itself be a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretError {
+    /// `${env:NAME}`, `${NAME}` or `$NAME` with NAME unset.
+    EnvUnset { name: String },
+    /// `${file:PATH}` whose file cannot be read (or is not UTF-8).
+    FileUnreadable { path: String, reason: String },
+    /// `${kind:...}` with a kind other than `env` or `file`.
+    UnknownKind { kind: String },
+    /// `${` without a closing `}`; `at` is the byte offset of the `$`.
+    Unterminated { at: usize },
+    /// A reference whose name is not `[A-Za-z_][A-Za-z0-9_]*` (or an empty
+    /// `${file:}` path); `at` is the byte offset of the `$`.
+    BadName { at: usize },
+}
+
+impl fmt::Display for SecretError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SecretError::EnvUnset { name } => write!(f, "env var {name} is not set"),
+            SecretError::FileUnreadable { path, reason } => {
+                write!(f, "cannot read file {path}: {reason}")
+            }
+            SecretError::UnknownKind { kind } => write!(
+                f,
+                "unknown secret reference kind `{kind}` (use ${{env:NAME}} or ${{file:PATH}})"
+            ),
+            SecretError::Unterminated { at } => {
+                write!(f, "unterminated `${{` at byte {at}")
+            }
+            SecretError::BadName { at } => write!(
+                f,
+                "invalid reference at byte {at}: names are [A-Za-z_][A-Za-z0-9_]*, \
+                 paths non-empty; write `$$` for a literal `$`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SecretError {}
+
+/// An I/O error's message without the `(os error N)` suffix std appends.
+pub fn io_reason(err: &io::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_owned(),
+        _ => text,
+    }
+}
+
+/// One piece of a parsed template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Piece<'a> {
+    Literal(&'a str),
+    Env(&'a str),
+    File(&'a str),
+}
+
+fn is_name_start(b: u8) -> bool {
+    b.is_ascii_alphabetic() || b == b'_'
+}
+
+fn is_name_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+fn is_name(s: &str) -> bool {
+    match s.as_bytes() {
+        [first, rest @ ..] => is_name_start(*first) && rest.iter().all(|&b| is_name_char(b)),
+        [] => false,
+    }
+}
+
+/// Splits a template into literal text and references (SPEC §2):
+///
+/// ```text
+/// "$$"                 → literal "$"
+/// "${env:NAME}"        → Env(NAME)
+/// "${file:PATH}"       → File(PATH), PATH non-empty, runs to the first "}"
+/// "${NAME}" | "$NAME"  → Env(NAME), NAME = [A-Za-z_][A-Za-z0-9_]*, "$NAME" greedy
+/// "$" + anything else  → literal "$" (including "$" at the end)
+/// ```
+fn parse(template: &str) -> Result<Vec<Piece<'_>>, SecretError> {
+    let bytes = template.as_bytes();
+    let mut pieces = Vec::new();
+    let mut literal_start = 0;
+    let mut i = 0;
+    while let Some(off) = memchr::memchr(b'$', &bytes[i..]) {
+        let at = i + off;
+        // Indexing at `at + 1` is on a char boundary: `$` is one byte.
+        let (piece, end) = match bytes.get(at + 1) {
+            Some(b'$') => (Some(Piece::Literal("$")), at + 2),
+            Some(b'{') => {
+                let body_start = at + 2;
+                let Some(len) = memchr::memchr(b'}', &bytes[body_start..]) else {
+                    return Err(SecretError::Unterminated { at });
+                };
+                let body = &template[body_start..body_start + len];
+                (Some(braced(body, at)?), body_start + len + 1)
+            }
+            Some(&b) if is_name_char(b) => {
+                let len = bytes[at + 1..]
+                    .iter()
+                    .position(|&b| !is_name_char(b))
+                    .unwrap_or(bytes.len() - at - 1);
+                let name = &template[at + 1..at + 1 + len];
+                // `$1abc` is not a name; refusing it beats guessing whether
+                // the `$` was meant literally (`$$1abc` says so).
+                if !is_name(name) {
+                    return Err(SecretError::BadName { at });
+                }
+                (Some(Piece::Env(name)), at + 1 + len)
+            }
+            // A `$` before anything else stands for itself.
+            _ => (None, at + 1),
+        };
+        if let Some(piece) = piece {
+            if literal_start < at {
+                pieces.push(Piece::Literal(&template[literal_start..at]));
+            }
+            pieces.push(piece);
+            literal_start = end;
+        }
+        i = end;
+    }
+    if literal_start < template.len() {
+        pieces.push(Piece::Literal(&template[literal_start..]));
+    }
+    Ok(pieces)
+}
+
+/// The inside of `${...}`; `at` is the offset of its `$`, for errors.
+fn braced(body: &str, at: usize) -> Result<Piece<'_>, SecretError> {
+    match body.split_once(':') {
+        Some(("env", name)) if is_name(name) => Ok(Piece::Env(name)),
+        Some(("file", path)) if !path.is_empty() => Ok(Piece::File(path)),
+        Some(("env" | "file", _)) => Err(SecretError::BadName { at }),
+        Some((kind, _)) if is_name(kind) => Err(SecretError::UnknownKind {
+            kind: kind.to_owned(),
+        }),
+        None if is_name(body) => Ok(Piece::Env(body)),
+        _ => Err(SecretError::BadName { at }),
+    }
+}
+
+/// Checks a template's reference syntax without resolving anything, for
+/// `--check --no-secrets`. Succeeds exactly when [`expand`] would, given an
+/// environment where every variable is set and every file readable.
+pub fn check_syntax(template: &str) -> Result<(), SecretError> {
+    parse(template).map(|_| ())
+}
+
+/// Expands every reference in `template` (SPEC §2), reading through
+/// `lookup`.
+///
+/// A file's content loses exactly one trailing `\n` or `\r\n`, nothing
+/// else: a value with another newline inside stays as it is, for the config
+/// to refuse. The first reference that cannot be resolved fails the whole
+/// template; the error never contains a resolved value.
+///
+/// ```
+/// use llmhop::secrets::{expand, System};
+/// std::env::set_var("LLMHOP_DOC_KEY", "sk-123");
+/// let value = expand("Bearer ${env:LLMHOP_DOC_KEY} costs $$5", &System).unwrap();
+/// assert_eq!(value.expose(), "Bearer sk-123 costs $5");
+/// assert_eq!(format!("{value}"), "<redacted>");
+/// ```
+pub fn expand(template: &str, lookup: &dyn Lookup) -> Result<Secret, SecretError> {
+    let mut out = String::with_capacity(template.len());
+    for piece in parse(template)? {
+        match piece {
+            Piece::Literal(text) => out.push_str(text),
+            Piece::Env(name) => match lookup.env(name) {
+                Some(value) => out.push_str(&value),
+                None => {
+                    return Err(SecretError::EnvUnset {
+                        name: name.to_owned(),
+                    })
+                }
+            },
+            Piece::File(path) => match lookup.file(path) {
+                Ok(content) => out.push_str(trim_one_newline(&content)),
+                Err(err) => {
+                    return Err(SecretError::FileUnreadable {
+                        path: path.to_owned(),
+                        reason: io_reason(&err),
+                    })
+                }
+            },
+        }
+    }
+    Ok(Secret::new(out))
+}
+
+/// `s` without one trailing `\r\n` or `\n`: editors and `echo` add one, and
+/// it is never part of a token.
+fn trim_one_newline(s: &str) -> &str {
+    s.strip_suffix("\r\n")
+        .or_else(|| s.strip_suffix('\n'))
+        .unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct Fake {
+        env: HashMap<&'static str, &'static str>,
+        files: HashMap<&'static str, &'static str>,
+    }
+
+    impl Lookup for Fake {
+        fn env(&self, name: &str) -> Option<String> {
+            self.env.get(name).map(|v| v.to_string())
+        }
+        fn file(&self, path: &str) -> io::Result<String> {
+            match self.files.get(path) {
+                Some(v) => Ok(v.to_string()),
+                None => Err(io::Error::from_raw_os_error(2)),
+            }
+        }
+    }
+
+    fn fake() -> Fake {
+        Fake {
+            env: HashMap::from([("KEY", "sk-env-SECRET"), ("A_1", "a-SECRET"), ("EMPTY", "")]),
+            files: HashMap::from([
+                ("tok", "file-SECRET\n"),
+                ("crlf", "crlf-SECRET\r\n"),
+                ("two", "two-SECRET\n\n"),
+                ("inner", "in\nner-SECRET\n"),
+                ("bare", "bare-SECRET"),
+            ]),
+        }
+    }
+
+    #[test]
+    fn expands() {
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("", ""),
+            ("plain", "plain"),
+            ("${env:KEY}", "sk-env-SECRET"),
+            ("Bearer ${env:KEY}", "Bearer sk-env-SECRET"),
+            ("${KEY}", "sk-env-SECRET"),
+            ("$KEY", "sk-env-SECRET"),
+            ("$KEY-x", "sk-env-SECRET-x"),
+            ("$A_1.", "a-SECRET."),
+            ("x${A_1}y", "xa-SECRETy"),
+            ("${EMPTY}", ""),
+            ("${file:tok}", "file-SECRET"),
+            ("${file:crlf}", "crlf-SECRET"),
+            ("${file:two}", "two-SECRET\n"),
+            ("${file:inner}", "in\nner-SECRET"),
+            ("${file:bare}", "bare-SECRET"),
+            ("$$", "$"),
+            ("$$KEY", "$KEY"),
+            ("$$$KEY", "$sk-env-SECRET"),
+            ("$", "$"),
+            ("a$", "a$"),
+            ("$ x", "$ x"),
+            ("$-", "$-"),
+            ("$}", "$}"),
+            ("5$/€$", "5$/€$"),
+            ("€$KEY€", "€sk-env-SECRET€"),
+            ("${env:KEY}${file:tok}", "sk-env-SECRETfile-SECRET"),
+        ];
+        for (template, want) in cases {
+            let got = expand(template, &fake()).map(|s| s.expose().to_owned());
+            assert_eq!(got.as_deref(), Ok(*want), "template: {template:?}");
+            assert_eq!(check_syntax(template), Ok(()), "template: {template:?}");
+        }
+    }
+
+    #[test]
+    fn refuses() {
+        use SecretError::*;
+        let unset = |name: &str| EnvUnset { name: name.into() };
+        let nofile = |path: &str| FileUnreadable {
+            path: path.into(),
+            reason: "No such file or directory".into(),
+        };
+        #[rustfmt::skip]
+        let cases: &[(&str, SecretError, bool)] = &[
+            // (template, error, whether check_syntax accepts it)
+            ("${env:NOPE}", unset("NOPE"), true),
+            ("${NOPE}", unset("NOPE"), true),
+            ("$NOPE", unset("NOPE"), true),
+            ("x $KEY $NOPE", unset("NOPE"), true),
+            ("${file:missing}", nofile("missing"), true),
+            ("${file:/abs/missing}", nofile("/abs/missing"), true),
+            ("${vault:x}", UnknownKind { kind: "vault".into() }, false),
+            ("${ENV:KEY}", UnknownKind { kind: "ENV".into() }, false),
+            ("${", Unterminated { at: 0 }, false),
+            ("ab${env:KEY", Unterminated { at: 2 }, false),
+            ("${}", BadName { at: 0 }, false),
+            ("${env:}", BadName { at: 0 }, false),
+            ("${file:}", BadName { at: 0 }, false),
+            ("${env:1X}", BadName { at: 0 }, false),
+            ("${env:A-B}", BadName { at: 0 }, false),
+            ("${A B}", BadName { at: 0 }, false),
+            ("${:x}", BadName { at: 0 }, false),
+            ("pa$5word", BadName { at: 2 }, false),
+        ];
+        for (template, want, syntax_ok) in cases {
+            assert_eq!(
+                expand(template, &fake()).as_ref(),
+                Err(want),
+                "{template:?}"
+            );
+            assert_eq!(check_syntax(template).is_ok(), *syntax_ok, "{template:?}");
+        }
+    }
+
+    /// No error message, for any template over the fake, contains a value
+    /// the fake could resolve, nor the template's literal text.
+    #[test]
+    fn errors_never_show_values() {
+        let templates = [
+            "sk-literal-SECRET ${env:NOPE}",
+            "${KEY} ${NOPE}",
+            "${file:tok}${file:missing}",
+            "${file:tok}${vault:x}",
+            "sk-literal-SECRET${",
+            "sk-literal-SECRET$5",
+            "${A_1}${env:}",
+        ];
+        for template in templates {
+            let err = expand(template, &fake()).unwrap_err().to_string();
+            assert!(!err.contains("SECRET"), "{template:?} → {err}");
+        }
+    }
+
+    #[test]
+    fn io_reason_drops_os_error_number() {
+        let err = io::Error::from_raw_os_error(2);
+        assert_eq!(io_reason(&err), "No such file or directory");
+        let err = io::Error::new(io::ErrorKind::InvalidData, "not UTF-8");
+        assert_eq!(io_reason(&err), "not UTF-8");
+    }
+
+    #[test]
+    fn secret_is_redacted() {
+        let s = Secret::new("sk-SECRET".into());
+        assert_eq!(format!("{s} {s:?}"), "<redacted> <redacted>");
     }
 }

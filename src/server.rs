@@ -26,6 +26,17 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// Runs the router until SIGTERM or SIGINT; builds its own runtime with one
 /// worker per available core.
 pub fn main(config: Config) -> ExitCode {
+    #[cfg(feature = "tls")]
+    if config
+        .routes
+        .upstreams()
+        .any(|u| u.url.scheme == crate::route::Scheme::Https)
+    {
+        if let Err(e) = crate::tls::client_config() {
+            eprintln!("llmhop: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -6,29 +6,46 @@
 
 use std::io;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
+use tokio::net::{TcpStream, UnixStream};
 
 use crate::error::Error;
-use crate::route::Upstream;
+use crate::log;
+use crate::route::{Scheme, Upstream};
 
 /// A connection to an upstream.
 #[derive(Debug)]
 pub enum Stream {
     Tcp(TcpStream),
+    #[cfg(feature = "tls")]
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+    Unix(UnixStream),
 }
 
 impl Stream {
     /// Whether an idle connection can carry another request: the upstream
-    /// has not closed it and sent nothing unasked. A non-blocking read
-    /// answers without waiting (pingora's `test_reusable_stream`).
+    /// has not closed it and sent nothing unasked (for TLS, anything
+    /// pending — a close_notify, a late ticket — retires the connection).
+    /// A peek with a no-op waker answers without waiting (pingora's
+    /// `test_reusable_stream`).
     pub fn is_reusable(&self) -> bool {
-        let Stream::Tcp(tcp) = self;
-        let mut probe = [0u8; 1];
-        matches!(tcp.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let mut cx = Context::from_waker(Waker::noop());
+        let mut byte = [0u8; 1];
+        let mut probe = ReadBuf::new(&mut byte);
+        let tcp = match self {
+            Stream::Tcp(tcp) => tcp,
+            #[cfg(feature = "tls")]
+            Stream::Tls(tls) => tls.get_ref().0,
+            Stream::Unix(unix) => {
+                // UnixStream has no peek: readiness says whether the peer
+                // closed or wrote, without consuming anything.
+                return matches!(unix.poll_read_ready(&mut cx), Poll::Pending);
+            }
+        };
+        matches!(tcp.poll_peek(&mut cx, &mut probe), Poll::Pending)
     }
 }
 
@@ -42,16 +59,59 @@ pub async fn checkout(up: &Upstream, timeout: Duration) -> Result<(Stream, bool)
     Ok((connect(up, timeout).await?, false))
 }
 
-/// Opens a new connection to `up`'s origin within `timeout` (504 after).
+/// Opens a new connection to `up`'s origin within `timeout`, TLS handshake
+/// included (504 after). Failures are logged with their reason: the client
+/// only sees a 502.
 pub async fn connect(up: &Upstream, timeout: Duration) -> Result<Stream, Error> {
-    let addr = (up.url.host.as_str(), up.url.port);
-    let tcp = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Err(_) => return Err(Error::UpstreamTimeout),
-        Ok(Err(_)) => return Err(Error::UpstreamClosed),
-        Ok(Ok(tcp)) => tcp,
-    };
+    match tokio::time::timeout(timeout, open(up)).await {
+        Err(_) => {
+            log::info("upstream connect timed out", &[("upstream", &up.origin)]);
+            Err(Error::UpstreamTimeout)
+        }
+        Ok(Err(why)) => {
+            log::info(
+                "upstream connect failed",
+                &[("upstream", &up.origin), ("error", &why)],
+            );
+            Err(Error::UpstreamClosed)
+        }
+        Ok(Ok(stream)) => Ok(stream),
+    }
+}
+
+async fn open(up: &Upstream) -> Result<Stream, String> {
+    let url = &up.url;
+    if url.scheme == Scheme::Unix {
+        return UnixStream::connect(&url.host)
+            .await
+            .map(Stream::Unix)
+            .map_err(|e| e.to_string());
+    }
+    let tcp = TcpStream::connect((url.host.as_str(), url.port))
+        .await
+        .map_err(|e| e.to_string())?;
     let _ = tcp.set_nodelay(true);
-    Ok(Stream::Tcp(tcp))
+    match url.scheme {
+        Scheme::Http | Scheme::Unix => Ok(Stream::Tcp(tcp)),
+        #[cfg(feature = "tls")]
+        Scheme::Https => Ok(Stream::Tls(Box::new(
+            crate::tls::handshake(tcp, &url.host).await?,
+        ))),
+        #[cfg(not(feature = "tls"))]
+        Scheme::Https => Err("https upstreams need the tls feature".into()),
+    }
+}
+
+/// Forwards a poll method to whichever stream this is.
+macro_rules! each {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Stream::Tcp($s) => $e,
+            #[cfg(feature = "tls")]
+            Stream::Tls($s) => $e,
+            Stream::Unix($s) => $e,
+        }
+    };
 }
 
 impl AsyncRead for Stream {
@@ -60,9 +120,7 @@ impl AsyncRead for Stream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
     }
 }
 
@@ -72,9 +130,7 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
     }
 
     fn poll_write_vectored(
@@ -82,26 +138,18 @@ impl AsyncWrite for Stream {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Stream::Tcp(s) => s.is_write_vectored(),
-        }
+        each!(self, s => s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
+        each!(self.get_mut(), s => Pin::new(s).poll_shutdown(cx))
     }
 }
