@@ -43,7 +43,10 @@ fn assert_401(response: &Response) {
 fn assert_no_secrets(router: &Router) {
     let logs = router.logs();
     for secret in [TOKEN, TOKEN_2] {
-        assert!(!logs.contains(secret), "a token leaked into the logs:\n{logs}");
+        assert!(
+            !logs.contains(secret),
+            "a token leaked into the logs:\n{logs}"
+        );
     }
 }
 
@@ -194,7 +197,10 @@ fn step6_expect_with_wrong_token_gets_401_and_no_100() {
     let response = client
         .try_read_response(Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("expected a 401 without sending the body: {e}"));
-    assert_ne!(response.status, 100, "no 100 Continue for a rejected request");
+    assert_ne!(
+        response.status, 100,
+        "no 100 Continue for a rejected request"
+    );
     assert_401(&response);
     upstream.assert_untouched();
 }
@@ -217,7 +223,10 @@ fn step6_expect_over_cap_gets_413_and_no_100() {
     let response = client
         .try_read_response(Duration::from_secs(3))
         .unwrap_or_else(|e| panic!("expected a 413 without sending the body: {e}"));
-    assert_ne!(response.status, 100, "no 100 Continue for a rejected request");
+    assert_ne!(
+        response.status, 100,
+        "no 100 Continue for a rejected request"
+    );
     response.assert_error(413);
     upstream.assert_untouched();
 }

@@ -101,7 +101,11 @@ fn step2_model_by_id_percent_decoded() {
 fn step2_unknown_model_by_id_is_404() {
     let (upstream, router) = setup(false);
     let mut client = Client::connect(router.addr());
-    for path in ["/v1/models/nope", "/v1/models/ALPHA", "/v1/models/org%2Fother"] {
+    for path in [
+        "/v1/models/nope",
+        "/v1/models/ALPHA",
+        "/v1/models/org%2Fother",
+    ] {
         client.exchange(&get(path, &[])).assert_error(404);
     }
     upstream.assert_untouched();

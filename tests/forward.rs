@@ -374,7 +374,8 @@ fn step11_upstream_status_headers_body_relayed() {
 /// client connection then closes, announced with `Connection: close`.
 #[test]
 fn step11_close_delimited_response_relayed_then_closed() {
-    let upstream = FakeUpstream::start(|_| Reply::CloseDelimited(b"{\"until\":\"close\"}".to_vec()));
+    let upstream =
+        FakeUpstream::start(|_| Reply::CloseDelimited(b"{\"until\":\"close\"}".to_vec()));
     let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
     let mut client = Client::connect(router.addr());
     client.send(&chat("m"));
@@ -420,7 +421,11 @@ fn access_log_line_per_request() {
         "bytes_in",
         "bytes_out",
     ] {
-        assert!(first.contains_key(key), "access log lacks {key}: {}", lines[0]);
+        assert!(
+            first.contains_key(key),
+            "access log lacks {key}: {}",
+            lines[0]
+        );
     }
     assert_eq!(first["method"], "POST");
     assert_eq!(first["path"], "/v1/chat/completions");

@@ -131,7 +131,8 @@ fn step4_bare_lf_in_head_is_400() {
 
 #[test]
 fn step4_bare_lf_line_ends_is_400() {
-    let request = format!("POST /v1/chat/completions HTTP/1.1\nHost: x\nContent-Length: 13\n\n{BODY}");
+    let request =
+        format!("POST /v1/chat/completions HTTP/1.1\nHost: x\nContent-Length: 13\n\n{BODY}");
     assert_rejected(request.as_bytes(), 400);
 }
 
@@ -145,7 +146,11 @@ fn step4_bare_cr_in_head_is_400() {
 
 #[test]
 fn step1_space_before_colon_is_400() {
-    let request = head(&["Host: x", "Transfer-Encoding : chunked", "Content-Length: 13"]) + BODY;
+    let request = head(&[
+        "Host: x",
+        "Transfer-Encoding : chunked",
+        "Content-Length: 13",
+    ]) + BODY;
     assert_rejected(request.as_bytes(), 400);
 }
 
@@ -163,7 +168,9 @@ fn step1_two_host_fields_is_400() {
 
 #[test]
 fn step1_authority_form_target_is_400() {
-    let request = format!("CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\nContent-Length: 13\r\n\r\n{BODY}");
+    let request = format!(
+        "CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: 127.0.0.1:443\r\nContent-Length: 13\r\n\r\n{BODY}"
+    );
     assert_rejected(request.as_bytes(), 400);
 }
 

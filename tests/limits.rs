@@ -177,7 +177,10 @@ fn step1_idle_keepalive_connection_closed_after_idle_seconds() {
     let mut client = Client::connect(router.addr());
     assert_eq!(client.exchange(&chat("m")).status, 200);
     let idle_from = Instant::now();
-    client.assert_closed(Duration::from_secs(4), "idle keep-alive after idleSeconds=1");
+    client.assert_closed(
+        Duration::from_secs(4),
+        "idle keep-alive after idleSeconds=1",
+    );
     let idle = idle_from.elapsed();
     assert!(
         idle >= Duration::from_millis(800),
@@ -203,7 +206,10 @@ fn step10_200mib_body_streams_with_bounded_memory() {
         json!({"maxBodyBytes": 1u64 << 30}),
     ));
     // Warm up so one-time allocations are in the baseline.
-    assert_eq!(Client::connect(router.addr()).exchange(&chat("m")).status, 200);
+    assert_eq!(
+        Client::connect(router.addr()).exchange(&chat("m")).status,
+        200
+    );
     let baseline = router.proc_status_kib("VmHWM");
 
     let prefix = br#"{"model":"m","input":""#;

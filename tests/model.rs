@@ -56,7 +56,10 @@ fn step7_model_last_in_20mib_body() {
     assert_eq!(response.json(), json!({"served_by":"other"}));
     let got = &p.other.wait_requests(1, Duration::from_secs(10))[0];
     assert_eq!(got.body_len, body.len() as u64);
-    assert!(got.body == body.as_bytes(), "20 MiB body altered in transit");
+    assert!(
+        got.body == body.as_bytes(),
+        "20 MiB body altered in transit"
+    );
     p.m.assert_untouched();
 }
 
@@ -123,7 +126,12 @@ fn step7_model_not_a_string_is_400() {
         r#"{"model":true}"#,
     ] {
         let response = post(&p.router, body);
-        assert_eq!(response.status, 400, "body {body}: {}", lossy(&response.raw));
+        assert_eq!(
+            response.status,
+            400,
+            "body {body}: {}",
+            lossy(&response.raw)
+        );
     }
     p.m.assert_untouched();
 }
@@ -133,7 +141,12 @@ fn step7_top_level_not_an_object_is_400() {
     let p = pair();
     for body in [r#"["model","m"]"#, r#""model""#, "42", "null", "not json"] {
         let response = post(&p.router, body);
-        assert_eq!(response.status, 400, "body {body}: {}", lossy(&response.raw));
+        assert_eq!(
+            response.status,
+            400,
+            "body {body}: {}",
+            lossy(&response.raw)
+        );
     }
     p.m.assert_untouched();
 }
@@ -252,8 +265,9 @@ fn step7_request_without_body_is_400() {
     let p = pair();
     let mut client = Client::connect(p.router.addr());
     client.exchange(&get("/v1/files", &[])).assert_error(400);
-    let empty =
-        format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {CLIENT_HOST}\r\nContent-Length: 0\r\n\r\n");
+    let empty = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: {CLIENT_HOST}\r\nContent-Length: 0\r\n\r\n"
+    );
     Client::connect(p.router.addr())
         .exchange(empty.as_bytes())
         .assert_error(400);

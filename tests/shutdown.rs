@@ -11,7 +11,9 @@ use serde_json::json;
 use support::*;
 
 fn events(n: usize) -> Vec<String> {
-    (1..=n).map(|i| format!("data: {{\"event\":{i}}}\n\n")).collect()
+    (1..=n)
+        .map(|i| format!("data: {{\"event\":{i}}}\n\n"))
+        .collect()
 }
 
 /// True once a TCP connect to `addr` is refused.

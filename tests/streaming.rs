@@ -96,7 +96,12 @@ fn step11_existing_x_accel_buffering_kept() {
     });
     let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
     let response = Client::connect(router.addr()).exchange(&stream_request());
-    assert_eq!(response.header_count("x-accel-buffering"), 1, "{}", lossy(&response.raw));
+    assert_eq!(
+        response.header_count("x-accel-buffering"),
+        1,
+        "{}",
+        lossy(&response.raw)
+    );
     assert_eq!(response.header("x-accel-buffering"), Some("yes"));
 }
 
@@ -128,7 +133,10 @@ fn step12_client_gone_closes_upstream_within_100ms() {
     drop(client);
     let gone_at = Instant::now();
     let closed = poll_until(Duration::from_millis(1500), || {
-        upstream.conns().first().is_some_and(|c| c.closed_at.is_some())
+        upstream
+            .conns()
+            .first()
+            .is_some_and(|c| c.closed_at.is_some())
     });
     assert!(
         closed,

@@ -986,7 +986,9 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<(Response, usize)>
             pos += size + 2;
         }
     } else if let Some(len) = response.header("content-length") {
-        let len: usize = len.parse().map_err(|_| format!("bad content-length {len:?}"))?;
+        let len: usize = len
+            .parse()
+            .map_err(|_| format!("bad content-length {len:?}"))?;
         if rest.len() < len {
             return incomplete(eof, buf);
         }
@@ -1038,8 +1040,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
-        let stream = TcpStream::connect(addr)
-            .unwrap_or_else(|e| panic!("connect to router at {addr}: {e}"));
+        let stream =
+            TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to router at {addr}: {e}"));
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -1305,5 +1307,7 @@ pub fn logfmt(line: &str) -> HashMap<String, String> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
