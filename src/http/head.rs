@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::Version;
+use super::{eq_ignore_case, has_token, is_tchar, list_elements, trim_ows, Version};
 
 /// Largest request or response head accepted, in bytes (SPEC §3.1). A head
 /// that is not complete within this many bytes is answered with 431.
@@ -86,6 +86,8 @@ pub struct RequestHead {
     pub len: usize,
     pub method: Range<usize>,
     /// Path of the target (origin-form, or reduced from absolute-form).
+    /// Never empty: an absolute-form target with an empty path gets a
+    /// one-byte range over the last `/` of its `://` (RFC 9112 §3.2.1).
     pub path: Range<usize>,
     /// Query of the target, without the `?`, when there is one.
     pub query: Option<Range<usize>>,
@@ -98,14 +100,268 @@ pub struct RequestHead {
     /// `Expect: 100-continue` was sent.
     pub expect_continue: bool,
     pub content: ContentKind,
-    /// Index into `headers` of the `Authorization` field, if any.
+    /// Index into `headers` of the `Authorization` field, if any (a head
+    /// with two is refused as [`HeadError::Malformed`]).
     pub authorization: Option<usize>,
 }
 
+impl HeaderIdx {
+    /// The field name, as sent (case preserved), from the parsed buffer.
+    pub fn name_bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.name.clone()]
+    }
+
+    /// The field value without surrounding OWS, from the parsed buffer.
+    pub fn value_bytes<'b>(&self, buf: &'b [u8]) -> &'b [u8] {
+        &buf[self.value.clone()]
+    }
+}
+
+impl RequestHead {
+    /// The value of `headers[idx]` in `buf` (the buffer given to
+    /// [`parse_request`]), or `None` when `idx` is `None`; shaped for
+    /// `head.header(&buf, head.authorization)`.
+    pub fn header<'b>(&self, buf: &'b [u8], idx: Option<usize>) -> Option<&'b [u8]> {
+        idx.and_then(|i| self.headers.get(i))
+            .map(|h| h.value_bytes(buf))
+    }
+}
+
 /// Parses a request head from the start of `buf`.
+///
+/// Returns `Ok(Status::Partial)` while `buf` can still grow into a valid
+/// head, and `Ok(Status::Complete(head))` once it holds one; `head.len` is
+/// where the head ends, and nothing after it (body, pipelined requests) is
+/// looked at. Incomplete input is never an error, but an error is returned
+/// as soon as the bytes seen prove the head bad: httparse's grammar errors
+/// and bare CR/LF are reported on a partial buffer too, while the decisions
+/// that need every field (`Host`, framing, target, duplicates) are made once
+/// the head is complete.
+///
+/// On top of httparse (which already rejects control bytes in names and
+/// values, whitespace before the colon, obs-fold and versions other than
+/// HTTP/1.0 and HTTP/1.1), this enforces:
+///
+/// - CRLF line ends only: a bare LF or bare CR anywhere in the head is
+///   [`HeadError::Malformed`] (RFC 9112 §2.2 lets a recipient accept a bare
+///   LF; a proxy must not, as the upstream may frame the head differently).
+/// - A head complete within [`MAX_HEAD_BYTES`], else [`HeadError::TooLarge`];
+///   a partial buffer of `MAX_HEAD_BYTES` or more is `TooLarge` at once, as
+///   it can never complete within the limit.
+/// - Origin-form or absolute-form (`http`/`https`) target, reduced to path
+///   and query; `*`, authority-form, `CONNECT`, a fragment or a non-ASCII
+///   byte is [`HeadError::Target`].
+/// - Exactly one valid `Host` in HTTP/1.1, at most one in HTTP/1.0, else
+///   [`HeadError::Host`].
+/// - The framing of RFC 9112 §6.3 (see [`Framing`]), strictly: `Content-Length`
+///   digits only and in one field, `Transfer-Encoding` exactly `chunked`,
+///   never both, never in HTTP/1.0.
+/// - At most one `Authorization` and one `Content-Type` field, else
+///   [`HeadError::Malformed`]: the router and the upstream must not be able
+///   to read different credentials or body kinds from the same head.
+///
+/// `Framing::Length(0)` is returned as is (not turned into `Empty`): the
+/// caller sees exactly what the client declared.
 pub fn parse_request(buf: &[u8]) -> Result<Status<RequestHead>, HeadError> {
-    let _ = buf;
-    todo!()
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut fields);
+    let len = match req.parse(window(buf)).map_err(from_httparse)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return partial(buf),
+    };
+    check_line_ends(&buf[..len])?;
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        // httparse fills all three before it reports a complete head.
+        return Err(HeadError::Malformed);
+    };
+    let version = version(minor)?;
+    // CONNECT asks for a tunnel to an authority-form target; a model router
+    // has nothing to tunnel to (RFC 9110 §9.3.6 makes its target special).
+    if method == "CONNECT" {
+        return Err(HeadError::Target);
+    }
+    let (path, query) = split_target(buf, range_of(buf, target.as_bytes()))?;
+    let headers = index_fields(buf, req.headers);
+    let seen = Summary::new(buf, &headers, Role::Request);
+
+    if seen.authorization_fields > 1 || seen.content_type_fields > 1 {
+        return Err(HeadError::Malformed);
+    }
+    // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for any
+    // request with more than one Host, and for an invalid Host value.
+    let host_required = version == Version::Http11;
+    if seen.host_fields > 1 || (host_required && seen.host_fields == 0) || !seen.host_valid {
+        return Err(HeadError::Host);
+    }
+    let framing = request_framing(version, &seen)?;
+    let keep_alive = keep_alive(version, &seen);
+    // RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
+    // request (a 1.0 client may not understand the interim response).
+    let expect_continue = seen.expect_continue && version == Version::Http11;
+    let content = seen.content_type.map_or(ContentKind::Json, |i| {
+        content_kind(headers[i].value_bytes(buf))
+    });
+
+    Ok(Status::Complete(RequestHead {
+        len,
+        method: range_of(buf, method.as_bytes()),
+        path,
+        query,
+        version,
+        framing,
+        keep_alive,
+        expect_continue,
+        content,
+        authorization: seen.authorization,
+        headers,
+    }))
+}
+
+/// The request framing decision of RFC 9112 §6.3, made strictly: whatever
+/// a lenient server might guess from a doubtful head, we refuse, since the
+/// upstream behind us might guess differently (request smuggling).
+fn request_framing(version: Version, seen: &Summary) -> Result<Framing, HeadError> {
+    let codings = &seen.codings;
+    if codings.present {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means the
+        // framing is faulty, even with a Content-Length.
+        if version == Version::Http10 {
+            return Err(HeadError::FramingConflict);
+        }
+        // RFC 9112 §6.1 / §6.3 rule 3: both present "ought to be handled as
+        // an error"; a server MAY reject it, and a proxy must, since
+        // forwarding it is the classic smuggling vector.
+        if seen.length != Length::Absent {
+            return Err(HeadError::FramingConflict);
+        }
+        // RFC 9112 §6.3 rule 4 and §7: chunked is applied once, and last;
+        // otherwise the request length cannot be determined: 400.
+        if codings.chunked > 1 || (codings.chunked == 1 && !codings.last_chunked) {
+            return Err(HeadError::FramingConflict);
+        }
+        // RFC 9112 §6.1: a server that receives a transfer coding it does
+        // not understand SHOULD respond 501. Empty list elements count as
+        // unknown codings here (strict on purpose: `chunked,` is refused).
+        if codings.other {
+            return Err(HeadError::UnsupportedCoding);
+        }
+        return Ok(Framing::Chunked);
+    }
+    match seen.length {
+        // RFC 9112 §6.3 rule 7: no framing fields, no body.
+        Length::Absent => Ok(Framing::Empty),
+        Length::Valid { value, fields: 1 } => Ok(Framing::Length(value)),
+        // RFC 9112 §6.3 rule 5: invalid or repeated Content-Length is
+        // unrecoverable. Even two equal fields are refused (RFC 9110 §8.6
+        // allows accepting them; a proxy gains nothing by doing so).
+        Length::Valid { .. } | Length::Invalid => Err(HeadError::ContentLength),
+    }
+}
+
+/// Whether the sender keeps the connection open after this message
+/// (RFC 9112 §9.3): HTTP/1.1 unless `Connection: close`; HTTP/1.0 only with
+/// `Connection: keep-alive` (RFC 9112 Appendix C.2.2) and no `close`.
+fn keep_alive(version: Version, seen: &Summary) -> bool {
+    match version {
+        Version::Http11 => !seen.close,
+        Version::Http10 => seen.keep_alive && !seen.close,
+    }
+}
+
+/// Splits a request target (RFC 9112 §3.2) into path and query ranges.
+///
+/// - origin-form `absolute-path [ "?" query ]`: path up to the first `?`.
+/// - absolute-form `http[s]://authority[/path][?query]` (scheme
+///   case-insensitive, authority non-empty without userinfo, RFC 9110
+///   §4.2.1 and §4.2.4): reduced to its path and query (RFC 9112 §3.2.2).
+///   An empty path becomes `/`: the returned range then covers the last
+///   `/` of `://`, which is a literal `/` byte inside the target.
+/// - anything else (`*`, authority-form, other schemes) is
+///   [`HeadError::Target`].
+///
+/// httparse already refused CTLs and spaces; this also refuses non-ASCII
+/// bytes and `#` (a fragment is never sent on the wire, RFC 9112 §3.2), so
+/// the forwarded target is plain ASCII.
+fn split_target(
+    buf: &[u8],
+    target: Range<usize>,
+) -> Result<(Range<usize>, Option<Range<usize>>), HeadError> {
+    let t = &buf[target.clone()];
+    if t.iter().any(|&b| b == b'#' || !b.is_ascii()) {
+        return Err(HeadError::Target);
+    }
+    let split = |from: usize| -> (Range<usize>, Option<Range<usize>>) {
+        // `from` is the offset in `t` where the path starts.
+        match memchr::memchr(b'?', &t[from..]) {
+            Some(q) => {
+                let q = target.start + from + q;
+                (target.start + from..q, Some(q + 1..target.end))
+            }
+            None => (target.start + from..target.end, None),
+        }
+    };
+    if t.first() == Some(&b'/') {
+        return Ok(split(0));
+    }
+    let scheme_len = if starts_with_ignore_case(t, b"http://") {
+        7
+    } else if starts_with_ignore_case(t, b"https://") {
+        8
+    } else {
+        return Err(HeadError::Target);
+    };
+    let rest = &t[scheme_len..];
+    let authority_len = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    let authority = &rest[..authority_len];
+    if authority.is_empty() || authority.contains(&b'@') {
+        return Err(HeadError::Target);
+    }
+    let path_start = scheme_len + authority_len;
+    if t.get(path_start) == Some(&b'/') {
+        return Ok(split(path_start));
+    }
+    // Empty path: `/` is the last byte of `://` (RFC 9112 §3.2.1: an empty
+    // path is sent as `/`).
+    let slash = target.start + scheme_len - 1;
+    let query = (path_start < t.len()).then(|| target.start + path_start + 1..target.end);
+    Ok((slash..slash + 1, query))
+}
+
+fn starts_with_ignore_case(v: &[u8], prefix: &[u8]) -> bool {
+    v.len() >= prefix.len() && eq_ignore_case(&v[..prefix.len()], prefix)
+}
+
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), checked by byte class
+/// only: reg-name and IP-literal characters (RFC 3986 §3.2.2), `%`, `:`.
+/// An empty value is allowed (RFC 9112 §3.2: a target without authority).
+fn is_valid_host(v: &[u8]) -> bool {
+    v.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'%'
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            )
+    })
 }
 
 /// A parsed response head. Ranges index the buffer given to
@@ -125,7 +381,921 @@ pub struct ResponseHead {
 
 /// Parses a response head; `head_request` is whether the request was
 /// `HEAD` (whose response never has a body, RFC 9112 §6.3 rule 1).
+///
+/// Same contract as [`parse_request`] for `Partial`, limits, bare CR/LF and
+/// grammar. The status code must be 100..=599 (RFC 9110 §15), else
+/// [`HeadError::Malformed`].
+///
+/// Framing (RFC 9112 §6.3, response side):
+/// 1. `101` → [`Framing::UntilClose`]: the connection leaves HTTP.
+/// 2. other `1xx`, `204`, `304`, or `head_request` → [`Framing::Empty`].
+///    A `1xx` is an interim response: the caller skips `len` bytes and
+///    parses the next head.
+/// 3. `Transfer-Encoding` (HTTP/1.1 only; in HTTP/1.0 it is
+///    [`HeadError::FramingConflict`], RFC 9112 §6.1): `chunked` as final
+///    coding → [`Framing::Chunked`], else [`Framing::UntilClose`]. It wins
+///    over a `Content-Length`, but then `keep_alive` is false.
+/// 4. `Content-Length`: one value, possibly repeated identically (as a list
+///    or in several fields, RFC 9110 §8.6) → [`Framing::Length`]; anything
+///    else → [`HeadError::ContentLength`].
+/// 5. none → [`Framing::UntilClose`].
+///
+/// `keep_alive` is the version default adjusted by `Connection`, and false
+/// whenever the body ends with the connection or the framing was doubtful.
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Status<ResponseHead>, HeadError> {
-    let _ = (buf, head_request);
-    todo!()
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut fields);
+    let len = match res.parse(window(buf)).map_err(from_httparse)? {
+        httparse::Status::Complete(len) => len,
+        httparse::Status::Partial => return partial(buf),
+    };
+    check_line_ends(&buf[..len])?;
+    let (Some(minor), Some(status)) = (res.version, res.code) else {
+        return Err(HeadError::Malformed);
+    };
+    let version = version(minor)?;
+    // httparse takes any three digits; RFC 9110 §15 defines 100..=599.
+    if !(100..=599).contains(&status) {
+        return Err(HeadError::Malformed);
+    }
+    let headers = index_fields(buf, res.headers);
+    let seen = Summary::new(buf, &headers, Role::Response);
+    let (framing, reusable) = response_framing(status, head_request, version, &seen)?;
+    let keep_alive = reusable && framing != Framing::UntilClose && keep_alive(version, &seen);
+    let event_stream = seen.content_type.is_some_and(|i| {
+        eq_ignore_case(
+            media_type(headers[i].value_bytes(buf)),
+            b"text/event-stream",
+        )
+    });
+    Ok(Status::Complete(ResponseHead {
+        len,
+        version,
+        status,
+        headers,
+        framing,
+        keep_alive,
+        event_stream,
+    }))
+}
+
+/// The response framing decision of RFC 9112 §6.3, and whether that
+/// framing leaves the connection reusable.
+fn response_framing(
+    status: u16,
+    head_request: bool,
+    version: Version,
+    seen: &Summary,
+) -> Result<(Framing, bool), HeadError> {
+    if status == 101 {
+        return Ok((Framing::UntilClose, false));
+    }
+    // RFC 9112 §6.3 rule 1: no body, whatever the fields say.
+    if head_request || (100..200).contains(&status) || status == 204 || status == 304 {
+        return Ok((Framing::Empty, true));
+    }
+    let codings = &seen.codings;
+    if codings.present {
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 means faulty framing.
+        if version == Version::Http10 {
+            return Err(HeadError::FramingConflict);
+        }
+        // RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length,
+        // and the connection must be closed after such a message.
+        let reusable = seen.length == Length::Absent;
+        // RFC 9112 §6.3 rule 4: for a response, a final coding other than
+        // chunked means the body is delimited by the close.
+        if codings.last_chunked {
+            return Ok((Framing::Chunked, reusable));
+        }
+        return Ok((Framing::UntilClose, false));
+    }
+    match seen.length {
+        // RFC 9112 §6.3 rule 5: invalid or differing values are
+        // unrecoverable; the caller closes (502).
+        Length::Invalid => Err(HeadError::ContentLength),
+        // RFC 9112 §6.3 rule 6.
+        Length::Valid { value, .. } => Ok((Framing::Length(value), true)),
+        // RFC 9112 §6.3 rule 8.
+        Length::Absent => Ok((Framing::UntilClose, false)),
+    }
+}
+
+/// The part of `buf` handed to httparse: a head must end within
+/// [`MAX_HEAD_BYTES`], so looking further is wasted work.
+fn window(buf: &[u8]) -> &[u8] {
+    &buf[..buf.len().min(MAX_HEAD_BYTES)]
+}
+
+/// The verdict on a buffer whose [`window`] holds no complete head: every
+/// byte seen belongs to the head, so a bare CR or LF in it already proves
+/// the head malformed; otherwise it is partial unless it can no longer end
+/// within the limit.
+fn partial<T>(buf: &[u8]) -> Result<Status<T>, HeadError> {
+    check_line_ends(window(buf))?;
+    if buf.len() >= MAX_HEAD_BYTES {
+        return Err(HeadError::TooLarge);
+    }
+    Ok(Status::Partial)
+}
+
+/// Refuses a bare LF (a `\n` not preceded by `\r`) or a bare CR (a `\r`
+/// followed by anything but `\n`) in `head`. RFC 9112 §2.2 allows a
+/// recipient to accept a bare LF as a line end and httparse does; we must
+/// not, since the upstream may split lines differently (smuggling). A `\r`
+/// as the last byte of `head` is left for the next read to decide.
+fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
+    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
+        let bare = match head[i] {
+            b'\n' => i == 0 || head[i - 1] != b'\r',
+            _ => head.get(i + 1).is_some_and(|&next| next != b'\n'),
+        };
+        if bare {
+            return Err(HeadError::Malformed);
+        }
+    }
+    Ok(())
+}
+
+/// Maps httparse's grammar errors onto ours (exhaustive on purpose: a new
+/// httparse error must be placed here by hand).
+fn from_httparse(e: httparse::Error) -> HeadError {
+    match e {
+        httparse::Error::HeaderName
+        | httparse::Error::HeaderValue
+        | httparse::Error::NewLine
+        | httparse::Error::Status
+        | httparse::Error::Token => HeadError::Malformed,
+        httparse::Error::TooManyHeaders => HeadError::TooManyHeaders,
+        httparse::Error::Version => HeadError::Version,
+    }
+}
+
+/// httparse's minor version for `HTTP/1.x`; it accepts only 0 and 1.
+fn version(minor: u8) -> Result<Version, HeadError> {
+    match minor {
+        0 => Ok(Version::Http10),
+        1 => Ok(Version::Http11),
+        _ => Err(HeadError::Version),
+    }
+}
+
+/// Where `part`, a subslice of `buf`, sits in `buf`. Computed from the
+/// pointers because httparse hands out subslices, not offsets.
+fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = part.as_ptr() as usize - buf.as_ptr() as usize;
+    debug_assert!(start + part.len() <= buf.len(), "not a subslice of buf");
+    start..start + part.len()
+}
+
+fn index_fields(buf: &[u8], fields: &[httparse::Header<'_>]) -> Vec<HeaderIdx> {
+    fields
+        .iter()
+        .map(|f| HeaderIdx {
+            name: range_of(buf, f.name.as_bytes()),
+            value: range_of(buf, f.value),
+        })
+        .collect()
+}
+
+/// Which side of the exchange a head belongs to: requests are read
+/// strictly, responses (from a configured upstream) as RFC 9110 allows.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Request,
+    Response,
+}
+
+/// What the `Content-Length` fields said.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Length {
+    #[default]
+    Absent,
+    /// Every field agreed on `value`; `fields` is how many there were.
+    Valid { value: u64, fields: usize },
+    /// A field was not a valid length, or two fields differed.
+    Invalid,
+}
+
+impl Length {
+    /// Folds in one field, parsed (`None` when invalid).
+    fn add(self, parsed: Option<u64>) -> Length {
+        match (self, parsed) {
+            (Length::Invalid, _) | (_, None) => Length::Invalid,
+            (Length::Absent, Some(value)) => Length::Valid { value, fields: 1 },
+            (Length::Valid { value, fields }, Some(v)) if v == value => Length::Valid {
+                value,
+                fields: fields + 1,
+            },
+            (Length::Valid { .. }, Some(_)) => Length::Invalid,
+        }
+    }
+}
+
+/// What the `Transfer-Encoding` fields said, read as one list across all
+/// fields (RFC 9110 §5.3).
+#[derive(Clone, Copy, Debug, Default)]
+struct Codings {
+    present: bool,
+    /// How many elements are `chunked`.
+    chunked: usize,
+    /// The final element is `chunked`.
+    last_chunked: bool,
+    /// An element other than `chunked` was seen (for requests, an empty
+    /// element counts as one).
+    other: bool,
+}
+
+/// Everything later decisions need from the fields, found in one pass.
+#[derive(Debug, Default)]
+struct Summary {
+    host_fields: usize,
+    /// Every `Host` value is valid (vacuously true without one).
+    host_valid: bool,
+    length: Length,
+    codings: Codings,
+    /// `Connection` lists `close`.
+    close: bool,
+    /// `Connection` lists `keep-alive`.
+    keep_alive: bool,
+    /// `Expect` lists `100-continue`.
+    expect_continue: bool,
+    content_type_fields: usize,
+    /// Index of the first `Content-Type` field.
+    content_type: Option<usize>,
+    authorization_fields: usize,
+    /// Index of the first `Authorization` field.
+    authorization: Option<usize>,
+}
+
+impl Summary {
+    fn new(buf: &[u8], headers: &[HeaderIdx], role: Role) -> Summary {
+        let mut seen = Summary {
+            host_valid: true,
+            ..Summary::default()
+        };
+        for (i, field) in headers.iter().enumerate() {
+            let name = field.name_bytes(buf);
+            let value = field.value_bytes(buf);
+            if eq_ignore_case(name, b"host") {
+                seen.host_fields += 1;
+                seen.host_valid &= is_valid_host(value);
+            } else if eq_ignore_case(name, b"content-length") {
+                let parsed = match role {
+                    Role::Request => parse_digits(value),
+                    Role::Response => parse_length_list(value),
+                };
+                seen.length = seen.length.add(parsed);
+            } else if eq_ignore_case(name, b"transfer-encoding") {
+                seen.codings.present = true;
+                for coding in list_elements(value) {
+                    // RFC 9110 §5.6.1: a recipient ignores empty list
+                    // elements; we do so for responses only (requests are
+                    // read strictly, see `request_framing`).
+                    if coding.is_empty() && role == Role::Response {
+                        continue;
+                    }
+                    let chunked = eq_ignore_case(coding, b"chunked");
+                    seen.codings.chunked += usize::from(chunked);
+                    seen.codings.last_chunked = chunked;
+                    seen.codings.other |= !chunked;
+                }
+            } else if eq_ignore_case(name, b"connection") {
+                seen.close |= has_token(value, b"close");
+                seen.keep_alive |= has_token(value, b"keep-alive");
+            } else if eq_ignore_case(name, b"expect") {
+                seen.expect_continue |= has_token(value, b"100-continue");
+            } else if eq_ignore_case(name, b"content-type") {
+                seen.content_type_fields += 1;
+                seen.content_type.get_or_insert(i);
+            } else if eq_ignore_case(name, b"authorization") {
+                seen.authorization_fields += 1;
+                seen.authorization.get_or_insert(i);
+            }
+        }
+        seen
+    }
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110 §8.6) as a u64, with checked
+/// arithmetic: no sign, no whitespace, no list, no overflow. (`u64::from_str`
+/// would accept `+5`.)
+fn parse_digits(v: &[u8]) -> Option<u64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.iter().try_fold(0u64, |n, &b| {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+    })
+}
+
+/// A response `Content-Length` that may be a list of identical values
+/// (`5, 5`), which RFC 9110 §8.6 lets a recipient accept as `5`.
+fn parse_length_list(v: &[u8]) -> Option<u64> {
+    let mut agreed = None;
+    for element in list_elements(v) {
+        let n = parse_digits(element)?;
+        if agreed.is_some_and(|a| a != n) {
+            return None;
+        }
+        agreed = Some(n);
+    }
+    agreed
+}
+
+/// What the model scanner should read, from a `Content-Type` value.
+///
+/// `multipart/form-data` (case-insensitive) with a non-empty `boundary`
+/// parameter → [`ContentKind::Multipart`] with the boundary unquoted.
+/// Everything else is [`ContentKind::Json`], including multipart with a
+/// missing, empty, repeated or unparsable boundary: the JSON scanner then
+/// refuses the body (400), the right answer for a body we cannot split.
+fn content_kind(value: &[u8]) -> ContentKind {
+    if !eq_ignore_case(media_type(value), b"multipart/form-data") {
+        return ContentKind::Json;
+    }
+    match media_param(value, b"boundary") {
+        Some(boundary) if !boundary.is_empty() => ContentKind::Multipart { boundary },
+        _ => ContentKind::Json,
+    }
+}
+
+/// The `type "/" subtype` of a media type (RFC 9110 §8.3.1), parameters
+/// dropped, OWS trimmed.
+fn media_type(value: &[u8]) -> &[u8] {
+    let end = memchr::memchr(b';', value).unwrap_or(value.len());
+    trim_ows(&value[..end])
+}
+
+/// The value of the media-type parameter `wanted` (name case-insensitive),
+/// unquoted, per RFC 9110 §5.6.6 and §5.6.4:
+///
+/// ```text
+/// parameters    = *( OWS ";" OWS [ parameter ] )
+/// parameter     = parameter-name "=" parameter-value
+/// parameter-value = ( token / quoted-string )
+/// quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE
+/// ```
+///
+/// `None` when the parameter is absent, appears twice (the upstream might
+/// pick the other one), or the list is malformed.
+fn media_param(value: &[u8], wanted: &[u8]) -> Option<Vec<u8>> {
+    let skip_ows = |mut i: usize| {
+        while matches!(value.get(i), Some(b' ' | b'\t')) {
+            i += 1;
+        }
+        i
+    };
+    let token_end = |mut i: usize| {
+        while value.get(i).is_some_and(|&b| is_tchar(b)) {
+            i += 1;
+        }
+        i
+    };
+    let mut found = None;
+    let mut i = memchr::memchr(b';', value)?;
+    // Invariant at the top of the loop: `value[i]` is a `;`.
+    while i < value.len() {
+        i = skip_ows(i + 1);
+        let name_end = token_end(i);
+        let name = &value[i..name_end];
+        i = name_end;
+        if !name.is_empty() {
+            if value.get(i) != Some(&b'=') {
+                return None;
+            }
+            i += 1;
+            let mut param = Vec::new();
+            if value.get(i) == Some(&b'"') {
+                i += 1;
+                loop {
+                    match *value.get(i)? {
+                        b'"' => break,
+                        b'\\' => {
+                            param.push(*value.get(i + 1)?);
+                            i += 2;
+                        }
+                        b => {
+                            param.push(b);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+            } else {
+                let end = token_end(i);
+                param.extend_from_slice(&value[i..end]);
+                i = end;
+            }
+            if eq_ignore_case(name, wanted) {
+                if found.is_some() {
+                    return None;
+                }
+                found = Some(param);
+            }
+        }
+        i = skip_ows(i);
+        if i < value.len() && value[i] != b';' {
+            return None;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn show(input: &[u8]) -> String {
+        input.escape_ascii().to_string()
+    }
+
+    /// Parses `input`, which must be one complete request head.
+    fn req(input: &[u8]) -> RequestHead {
+        match parse_request(input) {
+            Ok(Status::Complete(head)) => head,
+            other => panic!("{}: want a complete head, got {other:?}", show(input)),
+        }
+    }
+
+    fn req_err(input: &[u8], want: HeadError) {
+        match parse_request(input) {
+            Err(got) => assert_eq!(got, want, "{}", show(input)),
+            other => panic!("{}: want {want:?}, got {other:?}", show(input)),
+        }
+    }
+
+    fn res(input: &[u8], head_request: bool) -> ResponseHead {
+        match parse_response(input, head_request) {
+            Ok(Status::Complete(head)) => head,
+            other => panic!("{}: want a complete head, got {other:?}", show(input)),
+        }
+    }
+
+    /// A `POST` HTTP/1.1 request head with `Host` and then `fields`.
+    fn post(fields: &[&str]) -> Vec<u8> {
+        let mut head = String::from("POST /v1/chat/completions HTTP/1.1\r\nHost: llm\r\n");
+        for field in fields {
+            head.push_str(field);
+            head.push_str("\r\n");
+        }
+        head.push_str("\r\n");
+        head.into_bytes()
+    }
+
+    /// The request framing for `fields`, or the error.
+    fn framing(fields: &[&str]) -> Result<Framing, HeadError> {
+        match parse_request(&post(fields)) {
+            Ok(Status::Complete(head)) => Ok(head.framing),
+            Ok(Status::Partial) => panic!("{fields:?}: partial"),
+            Err(e) => Err(e),
+        }
+    }
+
+    #[test]
+    fn simple_get() {
+        let buf = b"GET /v1/models?x=1 HTTP/1.1\r\nHost: llm:8080\r\nAccept: */*\r\n\r\nBODY";
+        let head = req(buf);
+        assert_eq!(head.len, buf.len() - 4);
+        assert_eq!(&buf[head.method], b"GET");
+        assert_eq!(&buf[head.path], b"/v1/models");
+        assert_eq!(head.query.map(|q| &buf[q]), Some(&b"x=1"[..]));
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(head.headers.len(), 2);
+        assert_eq!(head.headers[1].name_bytes(buf), b"Accept");
+        assert_eq!(head.headers[1].value_bytes(buf), b"*/*");
+        assert_eq!(head.framing, Framing::Empty);
+        assert!(head.keep_alive);
+        assert!(!head.expect_continue);
+        assert_eq!(head.content, ContentKind::Json);
+        assert_eq!(head.authorization, None);
+    }
+
+    #[test]
+    fn ranges_index_the_buffer_after_leading_empty_line() {
+        // RFC 9112 §2.2: a server SHOULD ignore an empty line (CRLF) before
+        // the request line; httparse does, and the ranges still hold.
+        let buf = b"\r\nPOST /a HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n";
+        let head = req(buf);
+        assert_eq!(&buf[head.method.clone()], b"POST");
+        assert_eq!(&buf[head.path.clone()], b"/a");
+        assert_eq!(head.header(buf, head.authorization), Some(&b"Bearer t"[..]));
+        assert_eq!(head.authorization, Some(1));
+        assert_eq!(head.len, buf.len());
+    }
+
+    #[test]
+    fn malformed_heads() {
+        use HeadError::*;
+        #[rustfmt::skip]
+        let cases: &[(&[u8], HeadError)] = &[
+            // Bare LF and bare CR, anywhere (httparse accepts bare LF).
+            (b"GET / HTTP/1.1\nHost: a\n\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\n", Malformed),
+            (b"\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\rX: b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\rc\r\n\r\n", Malformed),
+            // obs-fold, whitespace before the colon, leading whitespace.
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n c\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: b\r\n\tc\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\n Host: a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost\t: a\r\n\r\n", Malformed),
+            // NUL and other controls in names and values.
+            (b"GET / HTTP/1.1\r\nHost: a\x00b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x7f\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX: \x0b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nX\x00: b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\n: b\r\n\r\n", Malformed),
+            // Request line grammar.
+            (b"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", Malformed),
+            (b"G(T / HTTP/1.1\r\nHost: a\r\n\r\n", Malformed),
+            (b"GET /\r\n\r\n", Malformed), // HTTP/0.9
+            // Versions.
+            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", Version),
+            (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", Version),
+            (b"GET / HTTP/0.9\r\nHost: a\r\n\r\n", Version),
+            (b"GET / http/1.1\r\nHost: a\r\n\r\n", Version),
+            // Repeated fields the router and upstream could read apart.
+            (b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n", Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nContent-Type: a/b\r\nContent-Type: c/d\r\n\r\n", Malformed),
+        ];
+        for (input, want) in cases {
+            req_err(input, *want);
+        }
+    }
+
+    #[test]
+    fn partial_is_never_an_error_for_a_valid_head() {
+        let heads = [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"\r\nPOST /v1/x?y HTTP/1.0\r\nContent-Length: 3\r\nX:\r\n\r\n",
+            &post(&["Transfer-Encoding: chunked", "Expect: 100-continue"]),
+        ];
+        for head in heads {
+            for cut in 0..head.len() {
+                let got = parse_request(&head[..cut]);
+                assert!(
+                    matches!(got, Ok(Status::Partial)),
+                    "{} cut {cut}: {got:?}",
+                    show(head)
+                );
+            }
+            req(head);
+        }
+    }
+
+    #[test]
+    fn bad_line_ends_are_reported_on_partial_input() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], HeadError)] = &[
+            (b"GET / HTTP/1.1\nHo", HeadError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\nX", HeadError::Malformed),
+            (b"GET / HTTP/1.1\r\nHost: a\rX", HeadError::Malformed),
+            (b"GET / HTTP/2", HeadError::Version),
+        ];
+        for (input, want) in cases {
+            req_err(input, *want);
+        }
+        // A CR at the very end is not proof yet.
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: a\r"),
+            Ok(Status::Partial)
+        ));
+    }
+
+    #[test]
+    fn limits() {
+        let fields: Vec<String> = (0..MAX_HEADERS - 1).map(|i| format!("X-{i}: v")).collect();
+        let fields: Vec<&str> = fields.iter().map(String::as_str).collect();
+        assert_eq!(req(&post(&fields)).headers.len(), MAX_HEADERS); // + Host
+        let mut more = fields.clone();
+        more.push("X-Last: v");
+        req_err(&post(&more), HeadError::TooManyHeaders);
+
+        let big = format!("X: {}", "a".repeat(MAX_HEAD_BYTES));
+        req_err(&post(&[&big]), HeadError::TooLarge);
+        let partial = post(&[&big]);
+        req_err(&partial[..MAX_HEAD_BYTES], HeadError::TooLarge);
+        assert!(matches!(
+            parse_request(&partial[..MAX_HEAD_BYTES - 1]),
+            Ok(Status::Partial)
+        ));
+
+        // A head of exactly MAX_HEAD_BYTES is fine.
+        let base = post(&["X: "]).len();
+        let exact = format!("X: {}", "a".repeat(MAX_HEAD_BYTES - base));
+        assert_eq!(req(&post(&[&exact])).len, MAX_HEAD_BYTES);
+    }
+
+    #[test]
+    fn request_framing() {
+        use Framing::*;
+        use HeadError::*;
+        #[rustfmt::skip]
+        let cases: &[(&[&str], Result<Framing, HeadError>)] = &[
+            (&[], Ok(Empty)),
+            (&["Content-Length: 5"], Ok(Length(5))),
+            (&["Content-Length: 0"], Ok(Length(0))),
+            (&["Content-Length: 007"], Ok(Length(7))),
+            (&["content-length:5   "], Ok(Length(5))),
+            (&["Content-Length: 18446744073709551615"], Ok(Length(u64::MAX))),
+            (&["Transfer-Encoding: chunked"], Ok(Chunked)),
+            (&["Transfer-Encoding: CHUNKED"], Ok(Chunked)),
+            (&["transfer-encoding:\t chunked \t"], Ok(Chunked)),
+            // Content-Length: digits only, one field.
+            (&["Content-Length: +5"], Err(ContentLength)),
+            (&["Content-Length: -5"], Err(ContentLength)),
+            (&["Content-Length: 0x10"], Err(ContentLength)),
+            (&["Content-Length: 5, 5"], Err(ContentLength)),
+            (&["Content-Length: 5,5"], Err(ContentLength)),
+            (&["Content-Length: 1 0"], Err(ContentLength)),
+            (&["Content-Length:"], Err(ContentLength)),
+            (&["Content-Length: 5.0"], Err(ContentLength)),
+            (&["Content-Length: 18446744073709551616"], Err(ContentLength)),
+            (&["Content-Length: 99999999999999999999999999"], Err(ContentLength)),
+            (&["Content-Length: 5", "Content-Length: 5"], Err(ContentLength)),
+            (&["Content-Length: 5", "Content-Length: 6"], Err(ContentLength)),
+            // Smuggling classics.
+            (&["Content-Length: 5", "Transfer-Encoding: chunked"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked", "Content-Length: 5"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked", "Content-Length: x"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked, identity"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked, gzip"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked, chunked"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked", "Transfer-Encoding: identity"], Err(FramingConflict)),
+            (&["Transfer-Encoding: chunked,"], Err(FramingConflict)),
+            (&["Transfer-Encoding: xchunked"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: chunkedx"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: identity"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: gzip"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: gzip, chunked"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: identity, chunked"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: ,chunked"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding:"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: chunked;x=1"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: \"chunked\""], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: chu nked"], Err(UnsupportedCoding)),
+            (&["Transfer-Encoding: chunked\x0b"], Err(Malformed)),
+            (&["Transfer-Encoding : chunked"], Err(Malformed)),
+            (&["Transfer-Encoding\t: chunked"], Err(Malformed)),
+            (&[" Transfer-Encoding: chunked"], Err(Malformed)),
+            (&["X: a", " Transfer-Encoding: chunked"], Err(Malformed)),
+            (&["X: a", "\tTransfer-Encoding: chunked"], Err(Malformed)),
+            (&["Transfer-Encoding: \x00chunked"], Err(Malformed)),
+        ];
+        for (fields, want) in cases {
+            assert_eq!(framing(fields), *want, "{fields:?}");
+        }
+    }
+
+    #[test]
+    fn http10_requests() {
+        let head = req(b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n");
+        assert_eq!(head.version, Version::Http10);
+        assert_eq!(head.framing, Framing::Length(2));
+        assert!(!head.keep_alive);
+        // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
+        req_err(
+            b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n",
+            HeadError::FramingConflict,
+        );
+        // RFC 9110 §10.1.1: 100-continue in HTTP/1.0 is ignored.
+        assert!(!req(b"POST / HTTP/1.0\r\nExpect: 100-continue\r\n\r\n").expect_continue);
+    }
+
+    #[test]
+    fn targets() {
+        type Cases<'a> = &'a [(&'a [u8], &'a [u8], Option<&'a [u8]>)];
+        #[rustfmt::skip]
+        // (target, path, query)
+        let ok: Cases = &[
+            (b"/v1/chat/completions", b"/v1/chat/completions", None),
+            (b"/a?b=c&d", b"/a", Some(b"b=c&d")),
+            (b"/a?", b"/a", Some(b"")),
+            (b"/a?b?c", b"/a", Some(b"b?c")),
+            (b"//a", b"//a", None),
+            (b"/v1/models/org%2Fname", b"/v1/models/org%2Fname", None),
+            (b"http://example.com/v1/x?y=1", b"/v1/x", Some(b"y=1")),
+            (b"HTTPS://example.com:443/v1", b"/v1", None),
+            (b"http://example.com", b"/", None),
+            (b"http://example.com?q", b"/", Some(b"q")),
+            (b"http://[::1]:8080/p", b"/p", None),
+        ];
+        for (target, path, query) in ok {
+            let mut buf = b"GET ".to_vec();
+            buf.extend_from_slice(target);
+            buf.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
+            let head = req(&buf);
+            assert_eq!(&buf[head.path], *path, "{}", show(target));
+            assert_eq!(head.query.map(|q| &buf[q]), *query, "{}", show(target));
+        }
+        #[rustfmt::skip]
+        let bad: &[&[u8]] = &[
+            b"OPTIONS * HTTP/1.1", b"CONNECT example.com:443 HTTP/1.1",
+            b"CONNECT /x HTTP/1.1", b"GET example.com:443 HTTP/1.1",
+            b"GET http:// HTTP/1.1", b"GET http:///a HTTP/1.1",
+            b"GET http://user@h/a HTTP/1.1", b"GET ftp://h/a HTTP/1.1",
+            b"GET http:/h/a HTTP/1.1", b"GET a/b HTTP/1.1",
+            b"GET /a#frag HTTP/1.1", b"GET /caf\xc3\xa9 HTTP/1.1",
+        ];
+        for line in bad {
+            let mut buf = line.to_vec();
+            buf.extend_from_slice(b"\r\nHost: h\r\n\r\n");
+            req_err(&buf, HeadError::Target);
+        }
+    }
+
+    #[test]
+    fn host() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], Option<HeadError>)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", None),
+            (b"GET / HTTP/1.1\r\nhOsT: [::1]:8080\r\n\r\n", None),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", None),
+            (b"GET / HTTP/1.0\r\n\r\n", None),
+            (b"GET / HTTP/1.1\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Some(HeadError::Host)),
+            (b"GET / HTTP/1.1\r\nHost: a\"\r\n\r\n", Some(HeadError::Host)),
+        ];
+        for (input, want) in cases {
+            match want {
+                None => drop(req(input)),
+                Some(e) => req_err(input, *e),
+            }
+        }
+    }
+
+    #[test]
+    fn keep_alive_and_expect() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], bool, bool)] = &[
+            // (head, keep_alive, expect_continue)
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", true, false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", false, false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, CLOSE\r\n\r\n", false, false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: x\r\nConnection: close\r\n\r\n", false, false),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: closed\r\n\r\n", true, false),
+            (b"GET / HTTP/1.0\r\n\r\n", false, false),
+            (b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n", true, false),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n", false, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n", true, true),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\n\r\n", true, true),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n", true, false),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continuex\r\n\r\n", true, false),
+        ];
+        for (input, keep_alive, expect) in cases {
+            let head = req(input);
+            assert_eq!(
+                (head.keep_alive, head.expect_continue),
+                (*keep_alive, *expect),
+                "{}",
+                show(input)
+            );
+        }
+    }
+
+    #[test]
+    fn content_kinds() {
+        let multipart = |b: &[u8]| ContentKind::Multipart {
+            boundary: b.to_vec(),
+        };
+        #[rustfmt::skip]
+        let cases: &[(&str, ContentKind)] = &[
+            ("application/json", ContentKind::Json),
+            ("text/plain", ContentKind::Json),
+            ("multipart/form-data; boundary=abc", multipart(b"abc")),
+            ("Multipart/Form-Data;BOUNDARY=abc", multipart(b"abc")),
+            ("multipart/form-data ; charset=utf-8; boundary=\"a b;c\"", multipart(b"a b;c")),
+            ("multipart/form-data; boundary=\"a\\\"b\"", multipart(b"a\"b")),
+            ("multipart/form-data; boundary=----WebKitFormBoundary7MA4YWxk", multipart(b"----WebKitFormBoundary7MA4YWxk")),
+            ("multipart/form-data;; boundary=x;", multipart(b"x")),
+            ("multipart/form-data", ContentKind::Json),
+            ("multipart/form-data; boundary=", ContentKind::Json),
+            ("multipart/form-data; boundary=\"\"", ContentKind::Json),
+            ("multipart/form-data; boundary=\"abc", ContentKind::Json),
+            ("multipart/form-data; boundary=a; boundary=b", ContentKind::Json),
+            ("multipart/form-data; boundary", ContentKind::Json),
+            ("multipart/mixed; boundary=abc", ContentKind::Json),
+        ];
+        for (value, want) in cases {
+            let field = format!("Content-Type: {value}");
+            let buf = post(&[&field]);
+            assert_eq!(req(&buf).content, *want, "{value}");
+        }
+    }
+
+    #[test]
+    fn responses() {
+        use Framing::*;
+        #[rustfmt::skip]
+        let cases: &[(&[u8], bool, Framing, bool)] = &[
+            // (head, head_request, framing, keep_alive)
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", false, Length(5), true),
+            (b"HTTP/1.1 200\r\nContent-Length: 5\r\n\r\n", false, Length(5), true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 5\r\n\r\n", false, Length(5), true),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", false, Length(5), true),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, UntilClose, false),
+            (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", false, Length(0), false),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false, Chunked, true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", false, Chunked, true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, \r\n\r\n", false, Chunked, true),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", false, UntilClose, false),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n", false, Chunked, false),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: x\r\n\r\n", false, Chunked, false),
+            (b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n", false, Empty, true),
+            (b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n", false, Empty, true),
+            (b"HTTP/1.1 100 Continue\r\n\r\n", false, Empty, true),
+            (b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n", false, Empty, true),
+            (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", false, UntilClose, false),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", true, Empty, true),
+            (b"HTTP/1.1 200 OK\r\n\r\n", true, Empty, true),
+            (b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n", false, Length(5), false),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 5\r\n\r\n", false, Length(5), true),
+            (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false, UntilClose, false),
+        ];
+        for (input, head_request, framing, keep_alive) in cases {
+            let head = res(input, *head_request);
+            assert_eq!(
+                (head.framing, head.keep_alive),
+                (*framing, *keep_alive),
+                "{}",
+                show(input)
+            );
+        }
+    }
+
+    #[test]
+    fn bad_responses() {
+        use HeadError::*;
+        #[rustfmt::skip]
+        let cases: &[(&[u8], HeadError)] = &[
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\n", ContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", ContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", ContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 5,\r\n\r\n", ContentLength),
+            (b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", FramingConflict),
+            (b"HTTP/1.1 000 X\r\n\r\n", Malformed),
+            (b"HTTP/1.1 099 X\r\n\r\n", Malformed),
+            (b"HTTP/1.1 600 X\r\n\r\n", Malformed),
+            (b"HTTP/1.1 20 OK\r\n\r\n", Malformed),
+            (b"HTTP/1.1 200 OK\nContent-Length: 0\n\n", Malformed),
+            (b"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n", Malformed),
+            (b"HTTP/1.1 200 OK\r\nX : a\r\n\r\n", Malformed),
+            (b"HTTP/2 200\r\n\r\n", Version),
+            (b"HTTP/1.1 200 OK\nX", Malformed),
+        ];
+        for (input, want) in cases {
+            match parse_response(input, false) {
+                Err(got) => assert_eq!(got, *want, "{}", show(input)),
+                other => panic!("{}: want {want:?}, got {other:?}", show(input)),
+            }
+        }
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 200 OK\r\nX: a\r\n", false),
+            Ok(Status::Partial)
+        ));
+    }
+
+    #[test]
+    fn event_stream() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], bool)] = &[
+            (b"Content-Type: text/event-stream", true),
+            (b"Content-Type: TEXT/Event-Stream; charset=utf-8", true),
+            (b"content-type:text/event-stream ;x", true),
+            (b"Content-Type: text/event-streams", false),
+            (b"Content-Type: application/json", false),
+            (b"X: text/event-stream", false),
+        ];
+        for (field, want) in cases {
+            let mut buf = b"HTTP/1.1 200 OK\r\n".to_vec();
+            buf.extend_from_slice(field);
+            buf.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(res(&buf, false).event_stream, *want, "{}", show(field));
+        }
+    }
+
+    #[test]
+    fn error_mapping_is_pinned() {
+        assert_eq!(
+            from_httparse(httparse::Error::TooManyHeaders),
+            HeadError::TooManyHeaders
+        );
+        assert_eq!(from_httparse(httparse::Error::Version), HeadError::Version);
+        assert_eq!(
+            from_httparse(httparse::Error::NewLine),
+            HeadError::Malformed
+        );
+    }
 }

@@ -41,3 +41,30 @@ pub enum Version {
     Http10,
     Http11,
 }
+
+/// `OWS` of RFC 9110 §5.6.3: `*( SP / HTAB )`. Returns `v` without its
+/// leading and trailing optional whitespace (and nothing else trimmed).
+pub fn trim_ows(v: &[u8]) -> &[u8] {
+    let is_ows = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = v.iter().position(|b| !is_ows(b)).unwrap_or(v.len());
+    let end = v.iter().rposition(|b| !is_ows(b)).map_or(start, |i| i + 1);
+    &v[start..end]
+}
+
+/// The elements of a comma-separated list field value (RFC 9110 §5.6.1,
+/// `#element`), each with its OWS trimmed, empty elements included.
+///
+/// Guarantee: yields exactly one more element than `v` has commas, so
+/// `""` yields one empty element and `"a,,b"` yields `a`, `""`, `b`. Callers
+/// decide whether an empty element is tolerated. Quoted strings are not
+/// understood: only use this for lists of tokens (`Connection`,
+/// `Transfer-Encoding`, `Expect`, `Content-Length` lists).
+pub fn list_elements(v: &[u8]) -> impl Iterator<Item = &[u8]> {
+    v.split(|&b| b == b',').map(trim_ows)
+}
+
+/// True when the token list `v` (RFC 9110 §5.6.1) holds `token`, compared
+/// ASCII case-insensitively, as for `Connection: close`.
+pub fn has_token(v: &[u8], token: &[u8]) -> bool {
+    list_elements(v).any(|e| eq_ignore_case(e, token))
+}
