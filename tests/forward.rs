@@ -179,7 +179,7 @@ fn step9_configured_headers_replace_client_fields() {
 fn step9_chunked_body_forwarded_byte_for_byte() {
     let upstream = FakeUpstream::ok();
     let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
-    let body = b"7;ext=\"quoted\"\r\n{\"mode\"\r\n4\r\nl\":\"\r\n3;a=b;c\r\nm\",\r\n0B\r\n\"n\":1234567\r\n1\r\n}\r\n0\r\n\r\n";
+    let body = b"6;ext=\"quoted\"\r\n{\"mode\r\n4\r\nl\":\"\r\n3;a=b;c\r\nm\",\r\n0B\r\n\"n\":1234567\r\n1\r\n}\r\n0\r\n\r\n";
     let head = format!(
         "POST /v1/completions HTTP/1.1\r\nHost: {CLIENT_HOST}\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n"
     );
