@@ -27,6 +27,7 @@
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
 //! | `tls` | rustls client config and handshake (feature `tls`) | the TCP connection |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
+//! | [`systemd`] | `sd_notify` datagrams, socket-activated listeners (`LISTEN_FDS`) | when to notify, which listeners to use |
 //!
 //! Everything under `http/` and `scan/` is sans-IO: bytes in, a status out,
 //! no tokio. Only `server`, `conn`, `upstream` and `pool` touch sockets.
@@ -54,7 +55,7 @@
 //! Any error before the first response byte becomes one JSON answer written
 //! by `conn`; after that, the only option is to close.
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)] // one audited exception: systemd::listen_fds (see its SAFETY comment)
 
 pub mod auth;
 pub mod cli;
@@ -68,6 +69,7 @@ pub mod route;
 pub mod scan;
 pub mod secrets;
 pub mod server;
+pub mod systemd;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod upstream;

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{Config, Listen};
-use crate::{conn, log};
+use crate::{conn, log, systemd};
 
 /// Most client connections served at once; further ones wait in the
 /// kernel's accept queue until a connection ends.
@@ -37,6 +37,15 @@ pub fn main(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     }
+    // Before the runtime exists: taking inherited sockets edits the
+    // environment, which must happen while this is the only thread.
+    let inherited = match systemd::listen_fds() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("llmhop: LISTEN_FDS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -48,7 +57,12 @@ pub fn main(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listeners = match bind(&config.listen).await {
+        let bound = if inherited.is_empty() {
+            bind(&config.listen).await
+        } else {
+            adopt(inherited)
+        };
+        let listeners = match bound {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("llmhop: listen: {e}");
@@ -78,6 +92,18 @@ pub async fn bind(listen: &Listen) -> io::Result<Vec<TcpListener>> {
             }
         }
     }
+}
+
+/// Socket activation (`LISTEN_FDS`): serve on the sockets systemd passed
+/// instead of binding `listen`.
+fn adopt(inherited: Vec<std::net::TcpListener>) -> io::Result<Vec<TcpListener>> {
+    inherited
+        .into_iter()
+        .map(|l| {
+            l.set_nonblocking(true)?;
+            TcpListener::from_std(l)
+        })
+        .collect()
 }
 
 /// Serves on `listeners` until `stop` completes, then drains: listeners
@@ -120,6 +146,7 @@ pub async fn run(
     drop(done_tx);
 
     stop.await;
+    systemd::notify("STOPPING=1");
     log::info(
         "shutting down",
         &[(

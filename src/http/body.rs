@@ -370,7 +370,7 @@ impl Decoder {
                 if self
                     .payload
                     .checked_add(more)
-                    .map_or(true, |total| total > cap) =>
+                    .is_none_or(|total| total > cap) =>
             {
                 Err(BodyError::TooLarge)
             }
