@@ -245,6 +245,7 @@ fn step10_200mib_body_streams_with_bounded_memory() {
     assert_eq!(got[1].body_hash, hash.finish(), "body bytes altered");
     let peak = router.proc_status_kib("VmHWM");
     let rss = router.proc_status_kib("VmRSS");
+    eprintln!("router VmHWM {baseline} KiB -> {peak} KiB (VmRSS now {rss} KiB) for a 200 MiB body");
     assert!(
         peak.saturating_sub(baseline) < 16 * 1024,
         "router peak RSS grew by {} KiB (baseline {baseline} KiB, peak {peak} KiB, now {rss} KiB) for a 200 MiB body",
