@@ -155,8 +155,8 @@ fn step12_client_gone_closes_upstream_within_100ms() {
     );
 }
 
-/// Step 12: a client gone before any response byte also closes the upstream
-/// connection, which is not pooled: the next request opens a new one.
+/// Step 12: the upstream connection of a cancelled stream is not pooled:
+/// the next request opens a new one.
 #[test]
 fn step12_cancelled_upstream_connection_not_reused() {
     let upstream = FakeUpstream::start(|req| {
