@@ -178,7 +178,9 @@ impl fmt::Display for Error {
                 BodyError::Incomplete => "request body ended early",
             }),
             Error::Scan(e) => f.write_str(match e {
-                ScanError::Syntax => "request body is not a JSON object",
+                ScanError::Syntax => {
+                    "request body is not a valid JSON object (or nests deeper than 1024 levels)"
+                }
                 ScanError::Missing => "request body has no top-level \"model\"",
                 ScanError::NotString => "\"model\" must be a string",
                 ScanError::Duplicate => "\"model\" appears more than once",
