@@ -29,8 +29,13 @@ use crate::scan::multipart::MultipartScanner;
 use crate::scan::{Scan, ScanError, Scanner};
 use crate::upstream::{self, Stream};
 
-/// Bytes asked of the kernel per read, in bytes.
+/// Bytes asked of the kernel per read of a request body, in bytes.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// First size of a connection's buffers, in bytes: enough for a typical
+/// head and chat request, small enough that thousands of open streams stay
+/// in a few MiB. A buffer that fills up grows (see [`grow`]).
+const FIRST_BUF: usize = 4 * 1024;
 
 /// Request body bytes kept after they were sent upstream, so that a request
 /// that failed on a stale pooled connection can be replayed on a fresh one,
@@ -59,7 +64,7 @@ pub async fn serve(
         peer,
         config,
         shutdown,
-        buf: Vec::with_capacity(8 * 1024),
+        buf: Vec::new(),
     };
     loop {
         match client.request().await {
@@ -251,7 +256,7 @@ impl Client {
                 }
                 scanned = self.buf.len();
             }
-            self.buf.reserve(8 * 1024);
+            grow(&mut self.buf);
             let n = match deadline {
                 None => {
                     tokio::select! {
@@ -446,9 +451,13 @@ impl Client {
             }
             match self.read_response_head(&mut stream, head, body.pos).await {
                 Ok(Some((ubuf, rh))) => {
-                    // The request can no longer be replayed: release it.
+                    // The request can no longer be replayed: release it, and
+                    // the buffer with it while the response streams.
                     self.release(body.pos);
                     body.pos = 0;
+                    if self.buf.is_empty() {
+                        self.buf = Vec::new();
+                    }
                     return self.relay(stream, head, up, ubuf, rh, rec).await;
                 }
                 Ok(None) if reused && sent_from.is_some() => continue,
@@ -515,7 +524,7 @@ impl Client {
         request_end: usize,
     ) -> Result<Option<(Vec<u8>, ResponseHead)>, Failure> {
         let head_request = &self.buf[head.method.clone()] == b"HEAD";
-        let mut ubuf = Vec::with_capacity(16 * 1024);
+        let mut ubuf = Vec::with_capacity(FIRST_BUF);
         let mut any = false;
         loop {
             if !ubuf.is_empty() {
@@ -673,7 +682,7 @@ impl Client {
         ubuf: &mut Vec<u8>,
         request_end: usize,
     ) -> Result<usize, Failure> {
-        ubuf.reserve(READ_CHUNK);
+        grow(ubuf);
         loop {
             let watch_client = self.buf.len() < request_end + MAX_READ_AHEAD;
             tokio::select! {
@@ -761,6 +770,15 @@ impl Client {
                 break;
             }
         }
+    }
+}
+
+/// Makes room for the next read: a first small buffer, then doubling each
+/// time one fills up, to at most [`READ_CHUNK`] of free space per read.
+fn grow(buf: &mut Vec<u8>) {
+    let spare = buf.capacity() - buf.len();
+    if spare == 0 {
+        buf.reserve(buf.capacity().clamp(FIRST_BUF, READ_CHUNK));
     }
 }
 
