@@ -199,7 +199,13 @@ impl Client {
             }
         };
         let mut rec = self.record(Some(&head));
-        let next = self.dispatch(&head, &mut rec).await;
+        let next = if self.shutting_down() {
+            // A head that was still arriving when the drain began: the
+            // client may retry it on another instance.
+            self.reject(&mut rec, &Error::ShuttingDown, None).await
+        } else {
+            self.dispatch(&head, &mut rec).await
+        };
         log::access(&log::Access {
             client: self.peer,
             method: rec.method.as_bytes(),
@@ -262,7 +268,15 @@ impl Client {
                     tokio::select! {
                         r = self.stream.read_buf(&mut self.buf) => r,
                         _ = tokio::time::sleep(timeouts.idle) => return Ok(None),
-                        _ = self.shutdown.changed() => return Ok(None),
+                        _ = self.shutdown.changed() => {
+                            // Idle connections close at the drain, unless a
+                            // request is already waiting in the socket: that
+                            // one is read and answered 503, not reset.
+                            match self.stream.try_read_buf(&mut self.buf) {
+                                Ok(n) if n > 0 => continue,
+                                _ => return Ok(None),
+                            }
+                        }
                     }
                 }
                 Some(deadline) => {

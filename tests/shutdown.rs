@@ -125,3 +125,51 @@ fn sigterm_grace_period_bounds_a_stuck_request() {
     );
     assert!(status.success(), "exit status: {status:?}");
 }
+
+/// SPEC §4: a request that reaches the router during the drain is answered
+/// 503 (and the connection closed), never forwarded. Here it is pipelined
+/// behind a stream that is in flight when SIGTERM arrives.
+#[test]
+fn request_arriving_during_drain_is_503() {
+    let upstream = FakeUpstream::start(|_| Reply::sse(events(4), Duration::from_millis(150)));
+    let mut router = Router::start(config_for(
+        &[("m", &upstream.url())],
+        json!({"timeouts": {"shutdownSeconds": 5}}),
+    ));
+    let mut client = Client::connect(router.addr());
+    let mut two = post_json(
+        "/v1/chat/completions",
+        &[],
+        r#"{"model":"m","stream":true}"#,
+    );
+    two.extend_from_slice(&post_json("/v1/chat/completions", &[], r#"{"model":"m"}"#));
+    client.send(&two);
+    assert!(
+        client
+            .read_until_contains(b"\"event\":1", Duration::from_secs(5))
+            .is_some(),
+        "stream did not start"
+    );
+    router.terminate();
+    let first = client
+        .try_read_response(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("the in-flight stream must complete: {e}"));
+    assert_eq!(first.status, 200);
+    let second = client
+        .try_read_response(Duration::from_secs(3))
+        .unwrap_or_else(|e| panic!("no answer for the request that came during the drain: {e}"));
+    assert_eq!(second.status, 503);
+    assert_eq!(second.json()["error"]["code"], "shutting_down");
+    client.assert_closed(Duration::from_secs(2), "503 closes the connection");
+    assert_eq!(
+        upstream.requests().len(),
+        1,
+        "the second request must not be forwarded"
+    );
+    assert_eq!(
+        router
+            .wait_exit(Duration::from_secs(5))
+            .map(|s| s.success()),
+        Some(true)
+    );
+}
