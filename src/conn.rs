@@ -190,21 +190,24 @@ impl From<Error> for Failure {
 impl Client {
     /// Reads and answers one request.
     async fn request(&mut self) -> Next {
-        let head = match self.read_head().await {
-            Ok(Some(head)) => head,
+        let (next, rec) = match self.read_head().await {
             Ok(None) => return Next::Close,
             Err(err) => {
+                // A refused head is logged too, with what can be said of it.
                 let mut rec = self.record(None);
-                return self.reject(&mut rec, &err, None).await;
+                (self.reject(&mut rec, &err, None).await, rec)
             }
-        };
-        let mut rec = self.record(Some(&head));
-        let next = if self.shutting_down() {
-            // A head that was still arriving when the drain began: the
-            // client may retry it on another instance.
-            self.reject(&mut rec, &Error::ShuttingDown, None).await
-        } else {
-            self.dispatch(&head, &mut rec).await
+            Ok(Some(head)) => {
+                let mut rec = self.record(Some(&head));
+                let next = if self.shutting_down() {
+                    // A request that arrived during the drain: the client
+                    // may retry it on another instance.
+                    self.reject(&mut rec, &Error::ShuttingDown, None).await
+                } else {
+                    self.dispatch(&head, &mut rec).await
+                };
+                (next, rec)
+            }
         };
         log::access(&log::Access {
             client: self.peer,
