@@ -630,6 +630,16 @@ impl Client {
             if !dechunk {
                 out.extend_from_slice(&ubuf[start..pos]);
             }
+            if decoder.is_done() {
+                // The upstream's part is over: pool the connection before the
+                // last write to the client, so that the client's next
+                // request (on any connection) finds it. Reuse only after a
+                // clean end with nothing extra sent.
+                if rh.keep_alive && pos == ubuf.len() && rh.framing != Framing::UntilClose {
+                    up.pool.put(stream);
+                }
+                return self.finish_relay(&out, close, rec).await;
+            }
             if !out.is_empty() {
                 if self.stream.write_all(&out).await.is_err() {
                     // SPEC §3.12: client gone, the upstream connection is
@@ -639,30 +649,31 @@ impl Client {
                 rec.bytes_out += out.len() as u64;
                 out.clear();
             }
-            if decoder.is_done() {
-                break;
-            }
             ubuf.clear();
             pos = 0;
             match self.read_upstream(&mut stream, &mut ubuf, 0).await {
-                Ok(0) => {
-                    if decoder.eof().is_ok() {
-                        break;
-                    }
-                    // Truncated: the client must not take it as complete.
-                    return Err(Failure::Close);
-                }
+                // A close-delimited body ends here; any other is truncated,
+                // and the client must not take it as complete.
+                Ok(0) if decoder.eof().is_ok() => return self.finish_relay(&[], close, rec).await,
+                Ok(0) | Err(_) => return Err(Failure::Close),
                 Ok(_) => {}
-                Err(_) => return Err(Failure::Close),
             }
         }
-        // Reuse only after a clean end with nothing extra sent.
-        if rh.keep_alive
-            && decoder.is_done()
-            && pos == ubuf.len()
-            && rh.framing != Framing::UntilClose
-        {
-            up.pool.put(stream);
+    }
+
+    /// Writes the last bytes of a relayed response and says what comes next.
+    async fn finish_relay(
+        &mut self,
+        out: &[u8],
+        close: bool,
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        if !out.is_empty() {
+            self.stream
+                .write_all(out)
+                .await
+                .map_err(|_| Failure::Close)?;
+            rec.bytes_out += out.len() as u64;
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
@@ -683,10 +694,34 @@ impl Client {
         if stream.write_all(&ahead).await.is_err() {
             return Err(Failure::Close);
         }
-        let copied = tokio::io::copy_bidirectional(&mut self.stream, &mut stream).await;
-        let (to_upstream, to_client) = copied.unwrap_or((0, 0));
-        rec.bytes_in += ahead.len() as u64 + to_upstream;
-        rec.bytes_out += first.len() as u64 + to_client;
+        rec.bytes_in += ahead.len() as u64;
+        rec.bytes_out += first.len() as u64;
+        // Until either side closes (or fails): then both are closed, so a
+        // peer that hung up is never left half-connected.
+        let mut up_buf = vec![0u8; 16 * 1024];
+        let mut down_buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                r = self.stream.read(&mut up_buf) => match r {
+                    Ok(n) if n > 0 => {
+                        if stream.write_all(&up_buf[..n]).await.is_err() {
+                            break;
+                        }
+                        rec.bytes_in += n as u64;
+                    }
+                    _ => break,
+                },
+                r = stream.read(&mut down_buf) => match r {
+                    Ok(n) if n > 0 => {
+                        if self.stream.write_all(&down_buf[..n]).await.is_err() {
+                            break;
+                        }
+                        rec.bytes_out += n as u64;
+                    }
+                    _ => break,
+                },
+            }
+        }
         Ok(Next::Close)
     }
 
