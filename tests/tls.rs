@@ -4,7 +4,7 @@
 //! plain HTTP/1.1 (unbuffered) to a [`FakeUpstream`].
 //!
 //! nginx and openssl are required: CI installs them
-//! (`apt-get install -y nginx-light openssl`). A missing binary fails the
+//! (`apt-get install -y nginx openssl`). A missing binary fails the
 //! test loudly; it never skips. nginx runs as a single foreground process
 //! (`master_process off; daemon off;`) with every path under the test's own
 //! temp dir, and is stopped by killing that child process.
@@ -31,7 +31,7 @@ use support::*;
 const WAIT: Duration = Duration::from_secs(10);
 
 /// The apt line that provides what these tests run.
-const INSTALL: &str = "apt-get install -y nginx-light openssl";
+const INSTALL: &str = "apt-get install -y nginx openssl";
 
 // ---------------------------------------------------------------------------
 // Certificates
