@@ -193,7 +193,10 @@ impl Nginx {
             let port = free_port();
             let conf = nginx_conf(&dir, &pki, port, backend, &options);
             fs::write(dir.join("nginx.conf"), conf).unwrap();
-            let mut child = spawn_nginx(&dir);
+            let mut child = spawn_nginx(&dir).unwrap_or_else(|e| {
+                let _ = fs::remove_dir_all(&dir);
+                panic!("{e}")
+            });
             match wait_ready(&mut child, port, &dir) {
                 Ok(()) => {
                     return Nginx {
@@ -262,7 +265,7 @@ impl Drop for Nginx {
 }
 
 /// nginx in the foreground, its stderr to `dir/stderr.log`.
-fn spawn_nginx(dir: &Path) -> Child {
+fn spawn_nginx(dir: &Path) -> Result<Child, String> {
     let stderr = fs::File::create(dir.join("stderr.log")).unwrap();
     let spawned = Command::new(nginx_binary())
         .arg("-p")
@@ -275,14 +278,13 @@ fn spawn_nginx(dir: &Path) -> Child {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn();
-    match spawned {
-        Ok(child) => child,
-        Err(e) if e.kind() == ErrorKind::NotFound => panic!(
+    spawned.map_err(|e| match e.kind() {
+        ErrorKind::NotFound => format!(
             "nginx is not installed (looked for {}): these tests need it, CI runs `{INSTALL}`",
             nginx_binary().display()
         ),
-        Err(e) => panic!("cannot spawn nginx: {e}"),
-    }
+        _ => format!("cannot spawn nginx: {e}"),
+    })
 }
 
 /// Polls until nginx accepts on `port`, or fails with its stderr.
