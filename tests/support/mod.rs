@@ -1311,3 +1311,107 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
+
+// ---------------------------------------------------------------------------
+// Unix-socket upstream
+// ---------------------------------------------------------------------------
+
+/// A [`FakeUpstream`] reached through a unix socket (vLLM's `--uds`).
+///
+/// Every connection accepted on the socket is spliced, both ways and with
+/// half-closes passed on, to its own TCP connection to an inner
+/// [`FakeUpstream`], so the inner one records and scripts exactly as for
+/// TCP: one inner connection per unix connection, in accept order.
+pub struct UnixUpstream {
+    inner: FakeUpstream,
+    path: PathBuf,
+    dir: PathBuf,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl UnixUpstream {
+    /// Answers every request with `script(&request)`.
+    pub fn start(script: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> UnixUpstream {
+        UnixUpstream::wrap(FakeUpstream::start(script))
+    }
+
+    /// Puts `inner` behind a fresh socket `<tempdir>/upstream.sock`.
+    pub fn wrap(inner: FakeUpstream) -> UnixUpstream {
+        use std::os::unix::net::UnixListener;
+
+        let dir = fresh_temp_dir("unix");
+        let path = dir.join("upstream.sock");
+        let listener = UnixListener::bind(&path)
+            .unwrap_or_else(|e| panic!("bind unix socket {}: {e}", path.display()));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, halt, target) = (Arc::clone(&accepted), Arc::clone(&stop), inner.addr());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if halt.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(unix) = stream else { continue };
+                count.fetch_add(1, Ordering::SeqCst);
+                let Ok(tcp) = TcpStream::connect(target) else {
+                    continue;
+                };
+                let _ = tcp.set_nodelay(true);
+                splice(unix, tcp);
+            }
+        });
+        UnixUpstream {
+            inner,
+            path,
+            dir,
+            accepted,
+            stop,
+        }
+    }
+
+    /// `unix:///tmp/.../upstream.sock`, the url to configure.
+    pub fn url(&self) -> String {
+        format!("unix://{}", self.path.display())
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Connections accepted on the unix socket so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// The recording fake behind the socket.
+    pub fn upstream(&self) -> &FakeUpstream {
+        &self.inner
+    }
+}
+
+impl Drop for UnixUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Unblocks `accept` so the thread sees the flag.
+        let _ = std::os::unix::net::UnixStream::connect(&self.path);
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Copies bytes both ways between a unix and a TCP stream, one thread per
+/// direction; EOF on one side becomes a write shutdown on the other.
+fn splice(unix: std::os::unix::net::UnixStream, tcp: TcpStream) {
+    let (Ok(mut unix_read), Ok(mut tcp_read)) = (unix.try_clone(), tcp.try_clone()) else {
+        return;
+    };
+    let (mut unix_write, mut tcp_write) = (unix, tcp);
+    thread::spawn(move || {
+        let _ = io::copy(&mut unix_read, &mut tcp_write);
+        let _ = tcp_write.shutdown(Shutdown::Write);
+    });
+    thread::spawn(move || {
+        let _ = io::copy(&mut tcp_read, &mut unix_write);
+        let _ = unix_write.shutdown(Shutdown::Write);
+    });
+}
