@@ -306,7 +306,24 @@ fn serde_error(text: &str, err: &serde_json::Error) -> ConfigError {
         serde_json::error::Category::Data => key_path_at(text, line, column),
         _ => format!("line {line} column {column}"),
     };
-    ConfigError::new(path, reason)
+    ConfigError::new(path, &without_value(reason))
+}
+
+/// serde's `invalid type` / `invalid value` messages quote the value they
+/// did not expect (`invalid type: string "sk-...", expected a sequence`). In
+/// a config that value may be a secret written in the wrong place, so only
+/// its kind is kept: `invalid type: string, expected a sequence`.
+fn without_value(reason: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = reason.strip_prefix(prefix) {
+            if let Some(i) = rest.find(", expected") {
+                let unexpected = &rest[..i];
+                let kind = unexpected[..unexpected.find(['`', '"']).unwrap_or(i)].trim_end();
+                return format!("{prefix}{kind}{}", &rest[i..]);
+            }
+        }
+    }
+    reason.to_owned()
 }
 
 /// One open container while walking JSON text.
@@ -913,15 +930,15 @@ mod tests {
             ("{".into(), "line 1 column 1", "EOF while parsing"),
             ("{\"models\": {,}}".into(), "line 1 column 13", "key must be a string"),
             ("[]".into(), "", "invalid type: sequence, expected an object"),
-            ("\"x\"".into(), "", "invalid type: string \"x\", expected an object"),
+            ("\"x\"".into(), "", "invalid type: string, expected an object"),
             (m(r#"["http://h"]"#), "models.m", "invalid type: sequence, expected an object"),
             (top(r#""timeouts":[1]"#), "timeouts", "invalid type: sequence"),
             (top(r#""lisen":":1""#), "", "unknown field `lisen`, expected one of"),
-            (top(r#""listen":80"#), "listen", "invalid type: integer `80`, expected a string"),
-            (top(r#""maxBodyBytes":-1"#), "maxBodyBytes", "invalid value: integer `-1`"),
+            (top(r#""listen":80"#), "listen", "invalid type: integer, expected a string"),
+            (top(r#""maxBodyBytes":-1"#), "maxBodyBytes", "invalid value: integer, expected"),
             (top(r#""maxBodyBytes":1.5"#), "maxBodyBytes", "invalid type: floating point"),
             (top(r#""authTokens":"x""#), "authTokens", "invalid type: string"),
-            (top(r#""authTokens":["a",3]"#), "authTokens[1]", "invalid type: integer `3`"),
+            (top(r#""authTokens":["a",3]"#), "authTokens[1]", "invalid type: integer, expected"),
             (top(r#""timeouts":{"headSecs":1}"#), "timeouts", "unknown field `headSecs`"),
             (top(r#""timeouts":{"idleSeconds":"1"}"#), "timeouts.idleSeconds", "invalid type: string"),
             (m(r#"{"url":"http://h","header":{}}"#), "models.m", "unknown field `header`"),
@@ -932,10 +949,10 @@ mod tests {
             (r#"{"models":{"\u00e9":{"url":"http://h","x":1}}}"#.into(), "models.é", "unknown field `x`"),
             (r#"{"models":{"m":{"url":"http://h"}},"authTokens":["a" , 7]}"#.into(), "authTokens[1]", "invalid type: integer"),
             (m(r#"{"headers":{"a":"b"} }"#), "models.m", "missing field `url`"),
-            (m(r#"{"url":5}"#), "models.m.url", "invalid type: integer `5`"),
+            (m(r#"{"url":5}"#), "models.m.url", "invalid type: integer, expected"),
             (m(r#"{"url":{"a":1}}"#), "models.m.url", "invalid type: map"),
             (m(r#""http://h""#), "models.m", "invalid type: string"),
-            (h(r#"{"A":1}"#), "models.m.headers.A", "invalid type: integer `1`"),
+            (h(r#"{"A":1}"#), "models.m.headers.A", "invalid type: integer, expected"),
             (h(r#"{"A":"1","B":"2","A":"3"}"#), "models.m.headers", "duplicate key \"A\""),
             (r#"{"models":{"m":{"url":"http://h"},"m":{"url":"http://h"}}}"#.into(), "models", "duplicate key \"m\""),
             (r#"{"models":{"m":{"url":"http://h"}},"models":{}}"#.into(), "", "duplicate field `models`"),

@@ -68,7 +68,7 @@ pub async fn serve(
     };
     loop {
         match client.request().await {
-            Next::KeepAlive => continue,
+            Next::KeepAlive => client.trim(),
             Next::Close => return,
             Next::Linger => {
                 client.linger().await;
@@ -764,6 +764,16 @@ impl Client {
     /// no longer needed).
     fn release(&mut self, n: usize) {
         self.buf.drain(..n);
+    }
+
+    /// Between requests: an idle connection keeps no buffer, and one that
+    /// carried a large body does not keep its capacity for its lifetime.
+    fn trim(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        } else if self.buf.capacity() > READ_CHUNK {
+            self.buf.shrink_to(self.buf.len().max(FIRST_BUF));
+        }
     }
 
     fn shutting_down(&self) -> bool {
