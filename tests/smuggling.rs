@@ -1002,3 +1002,63 @@ fn late_framing_error_aborts_the_upstream_request() {
         );
     }
 }
+
+/// SPEC §6: one access-log line per request, so an operator sees smuggling
+/// attempts and slow heads too, not only the requests that got past the
+/// head: a refused head is logged with its status like any other request.
+#[test]
+fn refused_heads_are_access_logged() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(config_for(
+        &[("m", &upstream.url())],
+        json!({ "timeouts": { "headSeconds": 1 } }),
+    ));
+    let huge = format!("X-Big: {}", "a".repeat(70 * 1024));
+    let rows: Vec<(&str, u16, Vec<u8>)> = vec![
+        (
+            "cl_te",
+            400,
+            post(
+                &["Content-Length: 6", "Transfer-Encoding: chunked"],
+                "0\r\n\r\nG",
+            ),
+        ),
+        (
+            "unknown_coding",
+            501,
+            post(&["Transfer-Encoding: xchunked"], &chunked_body()),
+        ),
+        ("head_over_64_kib", 431, with_cl(&[&huge])),
+        (
+            "incomplete_head",
+            408,
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n".to_vec(),
+        ),
+    ];
+    let mut missing = Vec::new();
+    for (name, status, request) in &rows {
+        let before = router.access_lines().len();
+        let mut client = Client::connect(router.addr());
+        let _ = client.send_lossy(request);
+        let r = client
+            .try_read_response(Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(r.status, *status, "{name}");
+        let logged = poll_until(Duration::from_secs(2), || {
+            router
+                .access_lines()
+                .iter()
+                .skip(before)
+                .any(|l| l.contains(&format!("status={status}")))
+        });
+        if !logged {
+            missing.push(format!("{name} ({status})"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "refused requests without an access-log line: {}; stderr:\n{}",
+        missing.join(", "),
+        router.logs()
+    );
+}
