@@ -236,13 +236,18 @@ impl Conn {
         let (status, len, chunked, head_len) = loop {
             let mut fields = [httparse::EMPTY_HEADER; 32];
             let mut parsed = httparse::Response::new(&mut fields);
-            match parsed.parse(&self.buf).map_err(|e| format!("response head: {e}"))? {
+            match parsed
+                .parse(&self.buf)
+                .map_err(|e| format!("response head: {e}"))?
+            {
                 httparse::Status::Complete(n) => {
                     let mut len = None;
                     let mut chunked = false;
                     for f in parsed.headers.iter() {
                         if f.name.eq_ignore_ascii_case("content-length") {
-                            len = std::str::from_utf8(f.value).ok().and_then(|v| v.parse().ok());
+                            len = std::str::from_utf8(f.value)
+                                .ok()
+                                .and_then(|v| v.parse().ok());
                         } else if f.name.eq_ignore_ascii_case("transfer-encoding") {
                             chunked = true;
                         }
@@ -344,7 +349,11 @@ async fn one(conn: &mut Conn, id: usize, bulk: &str) -> Result<bool, String> {
     };
     let r = conn.response(stop).await?;
     if r.status != 200 {
-        return Err(format!("{model}: status {}: {}", r.status, String::from_utf8_lossy(&r.body)));
+        return Err(format!(
+            "{model}: status {}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        ));
     }
     let text = String::from_utf8_lossy(&r.body);
     match kind {
@@ -354,7 +363,11 @@ async fn one(conn: &mut Conn, id: usize, bulk: &str) -> Result<bool, String> {
             }
         }
         Kind::Bulk => {
-            let want = format!("{{\"id\":{id},\"len\":{},\"hash\":{}}}", bulk.len(), fnv(bulk.as_bytes()));
+            let want = format!(
+                "{{\"id\":{id},\"len\":{},\"hash\":{}}}",
+                bulk.len(),
+                fnv(bulk.as_bytes())
+            );
             if text != want {
                 return Err(format!("bulk {id}: got {text}, want {want}"));
             }
@@ -407,10 +420,17 @@ async fn soak(args: Args) -> ExitCode {
     ));
     let mut models = serde_json::Map::new();
     for kind in ["chat", "bulk", "stream"] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind upstream");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind upstream");
         let url = format!("http://{}", listener.local_addr().unwrap());
         models.insert(kind.into(), serde_json::json!({ "url": url }));
-        tokio::spawn(upstream(listener, kind, Arc::clone(&stats), Arc::clone(&answered)));
+        tokio::spawn(upstream(
+            listener,
+            kind,
+            Arc::clone(&stats),
+            Arc::clone(&answered),
+        ));
     }
     let dir = std::env::temp_dir().join(format!("llmhop-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -567,11 +587,21 @@ async fn soak(args: Args) -> ExitCode {
         .count();
     println!("soak: ---- results ----");
     println!("requests:              {}", args.requests);
-    println!("duration:              {:.1} s ({:.0} req/s)", elapsed.as_secs_f64(), args.requests as f64 / elapsed.as_secs_f64());
+    println!(
+        "duration:              {:.1} s ({:.0} req/s)",
+        elapsed.as_secs_f64(),
+        args.requests as f64 / elapsed.as_secs_f64()
+    );
     println!("failures:              {}", failures.len());
     println!("failures upstream had answered: {answered_failures}");
-    println!("streams cut by client (seen upstream): {}", stats.cancelled.load(Ordering::Relaxed));
-    println!("upstream connections:  {} accepted, {pooled} still open (pooled)", stats.accepted.load(Ordering::Relaxed));
+    println!(
+        "streams cut by client (seen upstream): {}",
+        stats.cancelled.load(Ordering::Relaxed)
+    );
+    println!(
+        "upstream connections:  {} accepted, {pooled} still open (pooled)",
+        stats.accepted.load(Ordering::Relaxed)
+    );
     println!("router fds:            {fds_before} before, {fds_after} after ({pooled} pooled) -> leaked {leaked}");
     println!(
         "router VmRSS:          {rss_start} KiB at start, {} KiB after warm-up (10 %), {rss_end} KiB at the end; VmHWM {hwm} KiB",

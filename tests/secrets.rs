@@ -352,7 +352,7 @@ fn check_and_startup_errors_never_print_a_secret() {
         edit(&mut c);
         c
     };
-    let cases: Vec<(&str, Value, Option<(&str, String)>)> = vec![
+    let cases: Vec<(&str, Value, Option<SecretFile>)> = vec![
         // A secret file with a newline in the middle.
         (
             "file secret with inner newline",
@@ -459,6 +459,9 @@ fn check_and_startup_errors_never_print_a_secret() {
         assert_clean(&format!("--config {path}"), &out);
     }
 }
+
+/// A credential file to overwrite for one case: (name, content).
+type SecretFile = (&'static str, String);
 
 /// The fake environment for the library-level check.
 struct Fake;
