@@ -306,7 +306,7 @@ fn serde_error(text: &str, err: &serde_json::Error) -> ConfigError {
         serde_json::error::Category::Data => key_path_at(text, line, column),
         _ => format!("line {line} column {column}"),
     };
-    ConfigError::new(path, &without_value(reason))
+    ConfigError::new(path, without_value(reason))
 }
 
 /// serde's `invalid type` / `invalid value` messages quote the value they

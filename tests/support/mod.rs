@@ -1415,3 +1415,202 @@ fn splice(unix: std::os::unix::net::UnixStream, tcp: TcpStream) {
         let _ = unix_write.shutdown(Shutdown::Write);
     });
 }
+
+// ---------------------------------------------------------------------------
+// Raw upstream, for fault injection (appended for tests/faults.rs, slow.rs)
+// ---------------------------------------------------------------------------
+
+/// A bare TCP upstream on `127.0.0.1:0`: every accepted connection is handed,
+/// with its accept index, to `handler` on a thread of its own. For replies
+/// [`FakeUpstream`] cannot script: resets, half-written heads, endless bodies.
+pub struct RawUpstream {
+    addr: SocketAddr,
+    accepted: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RawUpstream {
+    pub fn start(handler: impl Fn(TcpStream, usize) + Send + Sync + 'static) -> RawUpstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (count, halt) = (Arc::clone(&accepted), Arc::clone(&stop));
+        let handler = Arc::new(handler);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                if halt.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let _ = stream.set_nodelay(true);
+                let id = count.fetch_add(1, Ordering::SeqCst);
+                let handler = Arc::clone(&handler);
+                thread::spawn(move || handler(stream, id));
+            }
+        });
+        RawUpstream {
+            addr,
+            accepted,
+            stop,
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for RawUpstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// Reads one request (head byte by byte, so nothing past it is consumed,
+/// then a Content-Length body) from `stream`. `None` on EOF or error.
+pub fn read_raw_request(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    let len: usize = text
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).ok()?;
+    head.extend_from_slice(&body);
+    Some(head)
+}
+
+/// A one-shot signal between a test and a handler thread.
+#[derive(Clone, Default)]
+pub struct Gate(Arc<(Mutex<bool>, std::sync::Condvar)>);
+
+impl Gate {
+    pub fn new() -> Gate {
+        Gate::default()
+    }
+
+    pub fn open(&self) {
+        *lock(&self.0 .0) = true;
+        self.0 .1.notify_all();
+    }
+
+    /// Waits until opened, at most `timeout`; true when it was opened.
+    pub fn wait(&self, timeout: Duration) -> bool {
+        let guard = lock(&self.0 .0);
+        let (guard, _) = self
+            .0
+             .1
+            .wait_timeout_while(guard, timeout, |open| !*open)
+            .unwrap_or_else(|e| e.into_inner());
+        *guard
+    }
+}
+
+/// Open file descriptors of process `pid` (entries of `/proc/<pid>/fd`).
+pub fn fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// User + system CPU time of process `pid`, from `/proc/<pid>/stat`.
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the `)` that closes the command name; utime and stime
+    // are fields 14 and 15 of the whole line, 12 and 13 after the `)`.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+impl Router {
+    /// [`Router::start`], but the router runs with its open-file limit
+    /// lowered to `nofile` (`sh -c 'ulimit -n N; exec llmhop ...'`: `exec`
+    /// keeps the PID, so [`Router::pid`] is the router's).
+    pub fn start_with_nofile(mut config: Value, nofile: u32) -> Router {
+        config
+            .as_object_mut()
+            .expect("router config must be a JSON object")
+            .entry("listen")
+            .or_insert(json!("127.0.0.1:0"));
+        let dir = fresh_temp_dir("router-nofile");
+        let path = dir.join("config.json");
+        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_llmhop"))
+            .arg("--config")
+            .arg(&path)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sh -c 'ulimit -n N; exec llmhop'");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel::<String>();
+        let drain = Arc::clone(&logs);
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                let text = String::from_utf8_lossy(&line).into_owned();
+                lock(&drain).push_str(&text);
+                let _ = tx.send(text);
+                line.clear();
+            }
+        });
+        let deadline = Instant::now() + STARTUP_DEADLINE;
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(addr) = listening_addr(&line) {
+                        break addr;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!(
+                        "router (ulimit -n {nofile}) did not start; stderr:\n{}",
+                        lock(&logs)
+                    );
+                }
+            }
+        };
+        Router {
+            child,
+            addr,
+            logs,
+            dir,
+        }
+    }
+}
