@@ -96,7 +96,7 @@ pub fn request(body: BodyKind, sse: Option<(u32, u64)>, model: &str) -> Vec<u8> 
         ),
         BodyKind::ModelLast(size) => {
             let pre = r#"{"messages":[{"role":"user","content":[{"type":"text","text":"What is in this image?"},{"type":"image_url","image_url":{"url":"data:image/png;base64,"#;
-            let post = format!(r#""}}]}}],"max_tokens":16{stream},"model":"{model}"}}"#);
+            let post = format!(r#""}}}}]}}],"max_tokens":16{stream},"model":"{model}"}}"#);
             let mut s = String::with_capacity(size + 256);
             s.push_str(pre);
             s.push_str(&base64_filler(size.saturating_sub(pre.len() + post.len())));
@@ -268,6 +268,12 @@ async fn connection(ctx: Rc<Ctx>, i: usize, last_end: Rc<Cell<Instant>>) -> Tall
     let models = ctx.target.models;
     let direct = ctx.target.port.is_none();
     let mut wires: Vec<Option<Wire>> = (0..UPSTREAMS.len()).map(|_| None).collect();
+    if direct {
+        // Open every connection now, so none opens inside the window.
+        for &m in models {
+            wires[m] = Wire::connect(UPSTREAMS[m].1).await.ok();
+        }
+    }
     let mut sent = 0u32;
     let mut k = i;
     loop {
