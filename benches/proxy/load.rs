@@ -246,7 +246,8 @@ async fn measure(scenario: Scenario, target: Target, pids: Vec<u32>) -> String {
         "ttfc_p99_ms": ms(percentile(&mut total.ttfc, 0.99)),
         "cpu_s_per_10k": has_pids.then(|| per10k(cpu_s)),
         "peak_mib": has_pids.then(|| peak_kib as f64 / 1024.0),
-        "new_conns_per_10k": per10k(accepts),
+        // Going direct, the generator's own connections are the accepts.
+        "new_conns_per_10k": has_pids.then(|| per10k(accepts)),
         "upstream_requests": a.2.saturating_sub(b.2),
     })
     .to_string()

@@ -186,6 +186,9 @@ fn start(
     port: u16,
     log: &Path,
 ) -> Result<(), String> {
+    if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        return Err(format!("{name}: port {port} is already in use"));
+    }
     let log = std::fs::File::create(log).map_err(|e| e.to_string())?;
     let mut child = cmd
         .stdin(Stdio::null())
