@@ -89,7 +89,11 @@ pub fn main(args: &[&str]) -> ExitCode {
 
 /// Bytes of one chat request for `model`, head included.
 pub fn request(body: BodyKind, sse: Option<(u32, u64)>, model: &str) -> Vec<u8> {
-    let stream = if sse.is_some() { r#","stream":true"# } else { "" };
+    let stream = if sse.is_some() {
+        r#","stream":true"#
+    } else {
+        ""
+    };
     let json = match body {
         BodyKind::Small => format!(
             r#"{{"messages":[{{"role":"system","content":"You are a helpful assistant."}},{{"role":"user","content":"Say hello in one short sentence."}}],"model":"{model}","max_tokens":16{stream}}}"#
@@ -211,7 +215,9 @@ async fn measure(scenario: Scenario, target: Target, pids: Vec<u32>) -> String {
             }
             _ => {
                 total.errors += 1;
-                total.first_error.get_or_insert_with(|| "connection hung".into());
+                total
+                    .first_error
+                    .get_or_insert_with(|| "connection hung".into());
             }
         }
     }
@@ -375,7 +381,9 @@ async fn exchange(
             )));
         }
         if head.close {
-            return Err(std::io::Error::other("stream response closed the connection"));
+            return Err(std::io::Error::other(
+                "stream response closed the connection",
+            ));
         }
         return Ok(first);
     }

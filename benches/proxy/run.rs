@@ -400,8 +400,7 @@ fn bench(o: &Opts) -> Result<bool, String> {
                     args.extend(["--pids", l]);
                 }
                 let cpu = if unpinned { None } else { load_cpu };
-                let limit =
-                    Duration::from_millis(s.warmup_ms + s.duration_ms) + LOAD_SLACK;
+                let limit = Duration::from_millis(s.warmup_ms + s.duration_ms) + LOAD_SLACK;
                 let r = run_load(command(cpu, &me, &args), limit);
                 if unpinned {
                     if let Some(c) = load_cpu {
@@ -648,7 +647,11 @@ fn report(results: &[Value], o: &Opts) {
         );
     }
     let t = r("sse-32", "nginx", "ttfc_p99_ms");
-    verdict("SSE ttfc p99 <= nginx's", le(t, 1.0), format!("{} x", cell(t, 2)));
+    verdict(
+        "SSE ttfc p99 <= nginx's",
+        le(t, 1.0),
+        format!("{} x", cell(t, 2)),
+    );
     let t = r("sse-32", "nginx", "cpu_s_per_10k");
     verdict(
         "SSE CPU/stream <= nginx's",
@@ -676,6 +679,10 @@ fn report(results: &[Value], o: &Opts) {
     verdict(
         "2-core unpinned figure shown",
         two.map(|_| true),
-        format!("{} req/s pinned, {} req/s unpinned", cell(one, 0), cell(two, 0)),
+        format!(
+            "{} req/s pinned, {} req/s unpinned",
+            cell(one, 0),
+            cell(two, 0)
+        ),
     );
 }

@@ -11,10 +11,25 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 use crate::wire::Wire;
 use crate::{CONTROL_PORT, UPSTREAMS};
+
+/// Accept queue length of every listener: 500 streams opened at once must
+/// not overflow it (`TcpListener::bind` gives 128 here).
+const BACKLOG: u32 = 4096;
+
+/// A loopback listener on `port` with a [`BACKLOG`]-long accept queue.
+fn listen(port: u16) -> TcpListener {
+    let bind = || -> std::io::Result<TcpListener> {
+        let socket = TcpSocket::new_v4()?;
+        socket.set_reuseaddr(true)?;
+        socket.bind(([127, 0, 0, 1], port).into())?;
+        socket.listen(BACKLOG)
+    };
+    bind().unwrap_or_else(|e| panic!("upstream: bind {port}: {e}"))
+}
 
 /// Counters shared by the listeners of this single-threaded process.
 #[derive(Default)]
@@ -33,9 +48,7 @@ pub fn main() {
     local.block_on(&rt, async {
         let counts = Rc::new(Counts::default());
         for &(name, port) in UPSTREAMS {
-            let listener = TcpListener::bind(("127.0.0.1", port))
-                .await
-                .unwrap_or_else(|e| panic!("upstream: bind {port}: {e}"));
+            let listener = listen(port);
             let counts = Rc::clone(&counts);
             tokio::task::spawn_local(async move {
                 let reply = Rc::new(chat_reply(name));
@@ -52,9 +65,7 @@ pub fn main() {
                 }
             });
         }
-        let control = TcpListener::bind(("127.0.0.1", CONTROL_PORT))
-            .await
-            .unwrap_or_else(|e| panic!("upstream: bind {CONTROL_PORT}: {e}"));
+        let control = listen(CONTROL_PORT);
         println!("ready");
         loop {
             let Ok((stream, _)) = control.accept().await else {
