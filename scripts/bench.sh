@@ -5,7 +5,6 @@
 #   scripts/bench.sh --smoke   llmhop and direct only, a few seconds per
 #                              scenario (CI); exits non-zero on any error
 #   scripts/bench.sh --scan    the JSON scanner micro-benchmark only
-#   scripts/bench.sh --head    the request head micro-benchmark only
 # Other arguments go to benches/proxy (--runs N, --scenarios a,b).
 # Builds llmhop in release, installs nginx and haproxy from Debian when
 # missing (full run only), then runs benches/proxy/main.rs, which starts,
@@ -17,7 +16,6 @@ cd "$(dirname "$0")/.."
 
 case "${1:-}" in
   --scan) shift; exec cargo bench --bench scan -- "$@" ;;
-  --head) shift; exec cargo bench --bench head -- "$@" ;;
 esac
 
 smoke=0
