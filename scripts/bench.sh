@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The proxy benchmark of issue 5, one command:
+#   scripts/bench.sh           full run: llmhop, nginx, HAProxy and going
+#                              direct, 3 interleaved runs, ~6-10 minutes
+#   scripts/bench.sh --smoke   llmhop and direct only, a few seconds per
+#                              scenario (CI); exits non-zero on any error
+#   scripts/bench.sh --scan    the JSON scanner micro-benchmark only
+# Other arguments go to benches/proxy (--runs N, --scenarios a,b).
+# Builds llmhop in release, installs nginx and haproxy from Debian when
+# missing (full run only), then runs benches/proxy/main.rs, which starts,
+# pins (proxies on core 0, generator and upstream on core 1) and stops
+# every process itself. Network: loopback only (ports 18080-18083,
+# 19000-19002).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+case "${1:-}" in
+  --scan) shift; exec cargo bench --bench scan -- "$@" ;;
+esac
+
+smoke=0
+for a in "$@"; do [ "$a" = --smoke ] && smoke=1; done
+
+if [ "$smoke" = 0 ]; then
+  missing=()
+  command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
+  command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bench.sh: installing ${missing[*]}" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    # Debian starts the packaged services; the benchmark runs its own.
+    for s in nginx haproxy; do systemctl stop "$s" 2>/dev/null || true; done
+  fi
+fi
+command -v taskset >/dev/null || echo "bench.sh: taskset missing (util-linux); nothing will be pinned" >&2
+
+cargo build --release --bin llmhop
+ulimit -n 65536 2>/dev/null || true
+exec cargo bench --bench proxy -- "$@"
