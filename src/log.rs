@@ -94,22 +94,34 @@ fn field(line: &mut String, key: &str, value: &str) {
     line.push('"');
 }
 
-/// `time=2026-11-24T01:16:18.123Z` (UTC, RFC 3339).
+/// `time=2026-11-24T01:16:18.123Z` (UTC, RFC 3339). The part up to the
+/// second is formatted once a second per thread.
 fn timestamp(line: &mut String) {
+    thread_local! {
+        static SECOND: std::cell::RefCell<(u64, String)> = const { std::cell::RefCell::new((u64::MAX, String::new())) };
+    }
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
     let secs = now.as_secs();
-    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
-    let s = secs % 86_400;
-    let _ = write!(
-        line,
-        "time={y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        s / 3600,
-        s / 60 % 60,
-        s % 60,
-        now.subsec_millis()
-    );
+    SECOND.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.0 != secs {
+            let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+            let s = secs % 86_400;
+            cache.1.clear();
+            let _ = write!(
+                cache.1,
+                "time={y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
+                s / 3600,
+                s / 60 % 60,
+                s % 60
+            );
+            cache.0 = secs;
+        }
+        line.push_str(&cache.1);
+    });
+    let _ = write!(line, ".{:03}Z", now.subsec_millis());
 }
 
 /// Days since 1970-01-01 → (year, month, day), proleptic Gregorian

@@ -5,11 +5,12 @@
 //! anything about a request (`conn`).
 
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{Config, Listen};
@@ -18,6 +19,10 @@ use crate::{conn, log, systemd};
 /// Most client connections served at once; further ones wait in the
 /// kernel's accept queue until a connection ends.
 pub const MAX_CONNECTIONS: usize = 16 * 1024;
+
+/// Accept queue length asked of the kernel (which caps it at
+/// `net.core.somaxconn`, 4096 on current Linux).
+pub const BACKLOG: u32 = 4096;
 
 /// Pause after an accept error such as running out of file descriptors, so
 /// that the loop backs off instead of spinning a core.
@@ -79,10 +84,19 @@ pub fn main(config: Config) -> ExitCode {
 /// covers IPv4; either alone is enough.
 pub async fn bind(listen: &Listen) -> io::Result<Vec<TcpListener>> {
     match listen {
-        Listen::Addr(addr) => Ok(vec![TcpListener::bind(addr.as_str()).await?]),
+        Listen::Addr(addr) => {
+            let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+            for addr in tokio::net::lookup_host(addr.as_str()).await? {
+                match listener(addr) {
+                    Ok(l) => return Ok(vec![l]),
+                    Err(e) => last = e,
+                }
+            }
+            Err(last)
+        }
         Listen::All(port) => {
-            let v6 = TcpListener::bind(("::", *port)).await;
-            let v4 = TcpListener::bind(("0.0.0.0", *port)).await;
+            let v6 = listener(SocketAddr::from((Ipv6Addr::UNSPECIFIED, *port)));
+            let v4 = listener(SocketAddr::from((Ipv4Addr::UNSPECIFIED, *port)));
             match (v6, v4) {
                 (Ok(a), Ok(b)) => Ok(vec![a, b]),
                 (Ok(a), Err(e)) if e.kind() == io::ErrorKind::AddrInUse => Ok(vec![a]),
@@ -92,6 +106,20 @@ pub async fn bind(listen: &Listen) -> io::Result<Vec<TcpListener>> {
             }
         }
     }
+}
+
+/// A listening socket with a [`BACKLOG`]-deep accept queue
+/// (`TcpListener::bind` would give 128: a burst of connections then loses
+/// SYNs, and each costs its client a one-second retransmit).
+fn listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv6() {
+        TcpSocket::new_v6()?
+    } else {
+        TcpSocket::new_v4()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 /// Socket activation (`LISTEN_FDS`): serve on the sockets systemd passed
