@@ -5,9 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v curl >/dev/null; then
-  echo "test.sh: installing curl" >&2
-  apt-get update -qq && apt-get install -y -qq curl >/dev/null
+# curl and the openai SDK are the real clients; nginx (with openssl for its
+# test certificates) is the TLS server the https tests run against.
+missing=()
+command -v curl >/dev/null || missing+=(curl)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 if ! python3 -c 'import openai' 2>/dev/null; then
   echo "test.sh: installing the openai Python SDK" >&2

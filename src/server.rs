@@ -29,7 +29,7 @@ pub const BACKLOG: u32 = 4096;
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Runs the router until SIGTERM or SIGINT; builds its own runtime with one
-/// worker per available core.
+/// worker per core the process may use.
 pub fn main(config: Config) -> ExitCode {
     #[cfg(feature = "tls")]
     if config
@@ -51,10 +51,16 @@ pub fn main(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One worker per core this process may run on (sched_getaffinity). On
+    // a single core the current-thread scheduler does the same work without
+    // cross-thread wake-ups.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmhop: cannot start the runtime: {e}");
