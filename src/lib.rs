@@ -21,7 +21,7 @@
 //! | [`auth`] | constant-time bearer token check | which requests need it |
 //! | [`route`] | model name → [`route::Upstream`] | connecting |
 //! | [`error`] | the request-path error and its status mapping | rendering |
-//! | [`conn`] | one client connection, the request sequence | parsing |
+//! | [`conn`] | one client connection, the request sequence; `conn/exchange.rs`: sending, relaying, the tunnel | parsing |
 //! | [`upstream`] | connecting, retrying once on a stale pooled connection | the pool's bookkeeping |
 //! | [`pool`] | idle upstream connections per origin, liveness check | connecting |
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |

@@ -1,0 +1,335 @@
+//! The upstream half of a request: sending it (with the one retry on a
+//! stale pooled connection), reading the response head, relaying the
+//! response as it arrives, and the tunnel after a `101`.
+//!
+//! Owns: what happens between the chosen upstream and the client once the
+//! model is known. Does not own: reading the request or answering errors
+//! (the parent module), connecting (`upstream`).
+
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{grow, Body, Client, Failure, Next, Record, FIRST_BUF, MAX_READ_AHEAD, REPLAY_LIMIT};
+use crate::error::Error;
+use crate::http::body::Decoder;
+use crate::http::head::{self, Framing, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES};
+use crate::http::rewrite::{self, ClientSide};
+use crate::http::Version;
+use crate::route::Upstream;
+use crate::upstream::{self, Stream};
+
+impl Client {
+    /// Sends the request upstream and relays the response (SPEC §3.9–13).
+    pub(super) async fn exchange(
+        &mut self,
+        head: &RequestHead,
+        up: &Arc<Upstream>,
+        up_head: &[u8],
+        body: &mut Body,
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        let connect = self.config.timeouts.connect;
+        let (mut stream, mut reused) = upstream::checkout(up, connect).await?;
+        // Body bytes already sent upstream start here in `buf`; `None` once
+        // they were released and the request can no longer be replayed.
+        let mut sent_from = Some(head.len);
+        let mut first = true;
+        loop {
+            if !first {
+                // Retry once, on a fresh connection (SPEC §3.13).
+                stream = upstream::connect(up, connect).await?;
+                reused = false;
+            }
+            first = false;
+            match self.send(&mut stream, up_head, body, &mut sent_from).await {
+                Ok(()) => {}
+                Err(Failure::Answer(Error::UpstreamClosed)) if reused && sent_from.is_some() => {
+                    continue
+                }
+                Err(f) => return Err(f),
+            }
+            match self.read_response_head(&mut stream, head, body.pos).await {
+                Ok(Some((ubuf, rh))) => {
+                    // The request can no longer be replayed: release it, and
+                    // the buffer with it while the response streams.
+                    self.release(body.pos);
+                    body.pos = 0;
+                    if self.buf.is_empty() {
+                        self.buf = Vec::new();
+                    }
+                    return self.relay(stream, head, up, ubuf, rh, rec).await;
+                }
+                Ok(None) if reused && sent_from.is_some() => continue,
+                Ok(None) => return Err(Failure::Answer(Error::UpstreamClosed)),
+                Err(f) => return Err(f),
+            }
+        }
+    }
+
+    /// Writes the head, the held body bytes, then pumps the rest of the body
+    /// from the client as it arrives, checking it as it goes.
+    async fn send(
+        &mut self,
+        stream: &mut Stream,
+        up_head: &[u8],
+        body: &mut Body,
+        sent_from: &mut Option<usize>,
+    ) -> Result<(), Failure> {
+        let closed = |_| Failure::Answer(Error::UpstreamClosed);
+        let held = &self.buf[sent_from.unwrap_or(body.pos)..body.pos];
+        if held.len() <= 16 * 1024 {
+            // One segment for the common small request.
+            let mut first = Vec::with_capacity(up_head.len() + held.len());
+            first.extend_from_slice(up_head);
+            first.extend_from_slice(held);
+            stream.write_all(&first).await.map_err(closed)?;
+        } else {
+            stream.write_all(up_head).await.map_err(closed)?;
+            stream.write_all(held).await.map_err(closed)?;
+        }
+        while !body.decoder.is_done() {
+            if let Some(from) = *sent_from {
+                if body.pos - from > REPLAY_LIMIT {
+                    *sent_from = None;
+                }
+            }
+            if sent_from.is_none() {
+                // Not replayable any more: keep memory flat.
+                self.release(body.pos);
+                body.pos = 0;
+            }
+            match self.read_more().await {
+                Ok(true) => {}
+                // The client went away mid-body: abort the upstream request.
+                Ok(false) | Err(()) => return Err(Failure::Close),
+            }
+            let start = body.pos;
+            body.advance(&self.buf)?;
+            stream
+                .write_all(&self.buf[start..body.pos])
+                .await
+                .map_err(closed)?;
+        }
+        Ok(())
+    }
+
+    /// Reads the upstream's final response head, skipping 1xx interim
+    /// responses. `None`: the upstream closed before sending a byte (the
+    /// request may be replayed).
+    async fn read_response_head(
+        &mut self,
+        stream: &mut Stream,
+        head: &RequestHead,
+        request_end: usize,
+    ) -> Result<Option<(Vec<u8>, ResponseHead)>, Failure> {
+        let head_request = &self.buf[head.method.clone()] == b"HEAD";
+        let mut ubuf = Vec::with_capacity(FIRST_BUF);
+        let mut any = false;
+        loop {
+            if !ubuf.is_empty() {
+                match head::parse_response(&ubuf, head_request) {
+                    Ok(Status::Complete(rh))
+                        if (100..200).contains(&rh.status) && rh.status != 101 =>
+                    {
+                        ubuf.drain(..rh.len);
+                        continue;
+                    }
+                    Ok(Status::Complete(rh)) => return Ok(Some((ubuf, rh))),
+                    Ok(Status::Partial) if ubuf.len() > MAX_HEAD_BYTES => {
+                        return Err(Error::UpstreamGarbage.into())
+                    }
+                    Ok(Status::Partial) => {}
+                    Err(_) => return Err(Error::UpstreamGarbage.into()),
+                }
+            }
+            match self.read_upstream(stream, &mut ubuf, request_end).await? {
+                0 if !any => return Ok(None),
+                0 => return Err(Error::UpstreamClosed.into()),
+                _ => any = true,
+            }
+        }
+    }
+
+    /// Relays the response: head rewritten, body bytes as they arrive.
+    async fn relay(
+        &mut self,
+        mut stream: Stream,
+        head: &RequestHead,
+        up: &Arc<Upstream>,
+        mut ubuf: Vec<u8>,
+        rh: ResponseHead,
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        let upgrade = rh.status == 101;
+        if upgrade && !head.upgrade {
+            // A switch nobody asked for cannot be relayed.
+            return Err(Error::UpstreamGarbage.into());
+        }
+        let dechunk = head.version == Version::Http10 && rh.framing == Framing::Chunked;
+        let close = !head.keep_alive
+            || rh.framing == Framing::UntilClose
+            || dechunk
+            || self.shutting_down();
+        let mut out = Vec::with_capacity(rh.len + 64);
+        rewrite::response_head(
+            &ubuf,
+            &rh,
+            ClientSide {
+                version: head.version,
+                close,
+                dechunk,
+                upgrade,
+            },
+            &mut out,
+        );
+        rec.status = rh.status;
+        if upgrade {
+            out.extend_from_slice(&ubuf[rh.len..]);
+            return self.tunnel(stream, &out, rec).await;
+        }
+
+        let mut decoder = Decoder::new(rh.framing, None);
+        let mut pos = rh.len;
+        loop {
+            // Copy what is buffered, up to the end of the response.
+            let start = pos;
+            while pos < ubuf.len() && !decoder.is_done() {
+                let p = match decoder.decode(&ubuf[pos..]) {
+                    Ok(p) => p,
+                    // A malformed body: never relay it. Before the first
+                    // byte went out, the client still gets a 502.
+                    Err(_) if rec.bytes_out == 0 => return Err(Error::UpstreamGarbage.into()),
+                    Err(_) => return Err(Failure::Close),
+                };
+                if dechunk {
+                    out.extend_from_slice(&ubuf[pos + p.payload.start..pos + p.payload.end]);
+                }
+                pos += p.consumed;
+                if p.consumed == 0 && !p.done {
+                    break;
+                }
+            }
+            if !dechunk {
+                out.extend_from_slice(&ubuf[start..pos]);
+            }
+            if decoder.is_done() {
+                // The upstream's part is over: pool the connection before the
+                // last write to the client, so that the client's next
+                // request (on any connection) finds it. Reuse only after a
+                // clean end with nothing extra sent.
+                if rh.keep_alive && pos == ubuf.len() && rh.framing != Framing::UntilClose {
+                    up.pool.put(stream);
+                }
+                return self.finish_relay(&out, close, rec).await;
+            }
+            if !out.is_empty() {
+                if self.stream.write_all(&out).await.is_err() {
+                    // SPEC §3.12: client gone, the upstream connection is
+                    // dropped here, not pooled.
+                    return Err(Failure::Close);
+                }
+                rec.bytes_out += out.len() as u64;
+                out.clear();
+            }
+            ubuf.clear();
+            pos = 0;
+            match self.read_upstream(&mut stream, &mut ubuf, 0).await {
+                // A close-delimited body ends here; any other is truncated,
+                // and the client must not take it as complete.
+                Ok(0) if decoder.eof().is_ok() => return self.finish_relay(&[], close, rec).await,
+                Ok(0) | Err(_) => return Err(Failure::Close),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Writes the last bytes of a relayed response and says what comes next.
+    async fn finish_relay(
+        &mut self,
+        out: &[u8],
+        close: bool,
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        if !out.is_empty() {
+            self.stream
+                .write_all(out)
+                .await
+                .map_err(|_| Failure::Close)?;
+            rec.bytes_out += out.len() as u64;
+        }
+        Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// After a `101`: writes `first` (the response head and whatever the
+    /// upstream sent after it) to the client and the client's read-ahead to
+    /// the upstream, then copies both ways until either side closes.
+    async fn tunnel(
+        &mut self,
+        mut stream: Stream,
+        first: &[u8],
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        if self.stream.write_all(first).await.is_err() {
+            return Err(Failure::Close);
+        }
+        let ahead = std::mem::take(&mut self.buf);
+        if stream.write_all(&ahead).await.is_err() {
+            return Err(Failure::Close);
+        }
+        rec.bytes_in += ahead.len() as u64;
+        rec.bytes_out += first.len() as u64;
+        // Until either side closes (or fails): then both are closed, so a
+        // peer that hung up is never left half-connected.
+        let mut up_buf = vec![0u8; 16 * 1024];
+        let mut down_buf = vec![0u8; 16 * 1024];
+        loop {
+            tokio::select! {
+                r = self.stream.read(&mut up_buf) => match r {
+                    Ok(n) if n > 0 => {
+                        if stream.write_all(&up_buf[..n]).await.is_err() {
+                            break;
+                        }
+                        rec.bytes_in += n as u64;
+                    }
+                    _ => break,
+                },
+                r = stream.read(&mut down_buf) => match r {
+                    Ok(n) if n > 0 => {
+                        if self.stream.write_all(&down_buf[..n]).await.is_err() {
+                            break;
+                        }
+                        rec.bytes_out += n as u64;
+                    }
+                    _ => break,
+                },
+            }
+        }
+        Ok(Next::Close)
+    }
+
+    /// One read from the upstream into `ubuf`, while watching the client:
+    /// if the client goes away first, the exchange ends (SPEC §3.12).
+    /// Client bytes from `request_end` on are the next requests, read ahead.
+    async fn read_upstream(
+        &mut self,
+        stream: &mut Stream,
+        ubuf: &mut Vec<u8>,
+        request_end: usize,
+    ) -> Result<usize, Failure> {
+        grow(ubuf);
+        loop {
+            let watch_client = self.buf.len() < request_end + MAX_READ_AHEAD;
+            tokio::select! {
+                r = stream.read_buf(ubuf) => return r.map_err(|_| Failure::Answer(Error::UpstreamClosed)),
+                r = self.stream.read_buf(&mut self.buf), if watch_client => match r {
+                    // A client that closes (or half-closes) its side before
+                    // the response is complete is gone: the upstream must stop
+                    // generating.
+                    Ok(0) | Err(_) => return Err(Failure::Close),
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+}
