@@ -147,6 +147,13 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     out.extend_from_slice(b"\r\n");
 
     let named = connection_options(buf, &head.headers);
+    // RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length, and
+    // an intermediary forwarding such a message MUST remove the
+    // Content-Length first (also when de-chunking, where neither is true).
+    let chunked_or_coded = head
+        .headers
+        .iter()
+        .any(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"transfer-encoding"));
     let mut has_accel = false;
     for h in &head.headers {
         let name = &buf[h.name.clone()];
@@ -154,6 +161,7 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
         if HOP_BY_HOP.contains(&lower.as_slice())
             || (named.contains(&lower) && !NEVER_DROPPED.contains(&lower.as_slice()))
             || (client.dechunk && lower == b"transfer-encoding")
+            || (chunked_or_coded && lower == b"content-length")
         {
             continue;
         }
@@ -277,6 +285,44 @@ mod tests {
                 "GET / HTTP/1.1\r\nHost: up:8000\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n"
             );
         }
+    }
+
+    /// The head relayed to the client for `response`.
+    fn client_head(response: &[u8], client: ClientSide) -> String {
+        let Ok(Status::Complete(head)) = crate::http::head::parse_response(response, false) else {
+            panic!("test response does not parse");
+        };
+        let mut out = Vec::new();
+        response_head(response, &head, client, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn content_length_is_dropped_beside_transfer_encoding() {
+        // Fuzz finding (rewrite target, seeds res_*_te_and_cl): a response
+        // with both framing fields was relayed with both, so the client
+        // could frame it by the wrong one; an HTTP/1.0 client, de-chunked,
+        // got the upstream's Content-Length over a body of another length.
+        let response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\n\r\n";
+        let keep = ClientSide {
+            version: Version::Http11,
+            close: false,
+            dechunk: false,
+        };
+        assert_eq!(
+            client_head(response, keep),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let dechunk = ClientSide {
+            version: Version::Http10,
+            close: true,
+            dechunk: true,
+        };
+        assert_eq!(
+            client_head(response, dechunk),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
     }
 
     #[test]
