@@ -1270,7 +1270,7 @@ pub fn config(data: &[u8]) {
 
 fn check_error_line(msg: &str) {
     assert!(
-        !msg.contains(['\n', '\r', '\u{85}', '\u{2028}', '\u{2029}']),
+        !msg.contains(char::is_control),
         "config error is not one line: {msg:?}"
     );
 }
