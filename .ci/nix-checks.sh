@@ -75,7 +75,7 @@ if [ -n "${NIX_VERIFY:-}" ] && [ -n "${NIXPKGS_LIB:-}" ] && [ -n "${QUADLET_NIX:
     nixos-module.nix nix/test-config.nix; then :; else fail=1; fi
 else
   echo "SKIP: needs NIX_VERIFY, NIXPKGS_LIB and QUADLET_NIX (the real nixpkgs lib and"
-  echo "      quadlet-nix are not fetched in CI); run it before releasing, see README-packaging.md"
+  echo "      quadlet-nix are not fetched in CI); run it before releasing, see README.md"
 fi
 
 step "result"

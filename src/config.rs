@@ -96,9 +96,6 @@ pub struct Config {
     /// Request body cap in bytes, always > 0.
     pub max_body_bytes: u64,
     pub tokens: Tokens,
-    /// How many client tokens `tokens` holds, for [`Config::summary`]
-    /// (`Tokens` does not expose its length).
-    pub token_count: usize,
     pub routes: route::Table,
     pub timeouts: Timeouts,
 }
@@ -178,7 +175,7 @@ impl Config {
         // Writing to a String cannot fail.
         let _ = writeln!(out, "listen: {}", self.listen);
         let _ = writeln!(out, "maxBodyBytes: {}", self.max_body_bytes);
-        let _ = match self.token_count {
+        let _ = match self.tokens.len() {
             0 => writeln!(out, "auth: off"),
             1 => writeln!(out, "auth: on (1 token)"),
             n => writeln!(out, "auth: on ({n} tokens)"),
@@ -223,6 +220,9 @@ struct RawConfig {
 struct RawModel {
     url: String,
     headers: Option<Entries<String>>,
+    /// Routable, but left out of `/v1/models` and the `/health` count.
+    #[serde(default)]
+    unlisted: bool,
 }
 
 #[derive(Deserialize)]
@@ -519,7 +519,6 @@ impl RawConfig {
         Ok(Config {
             listen,
             max_body_bytes,
-            token_count: tokens.len(),
             tokens: Tokens::new(tokens),
             routes: route::Table::new(targets),
             timeouts,
@@ -579,6 +578,7 @@ impl RawModel {
             model: name,
             url,
             headers,
+            listed: !self.unlisted,
         })
     }
 }
@@ -868,8 +868,8 @@ mod tests {
         let c = load_str(text).unwrap();
         assert_eq!(c.listen, Listen::Addr("127.0.0.1:9000".into()));
         assert_eq!(c.max_body_bytes, 10);
-        assert!(c.tokens.check(Some(b"Bearer tok-SECRET")));
-        assert!(c.tokens.check(Some(b"Bearer lit$")));
+        assert!(c.tokens.check(Some(b"Bearer tok-SECRET"), None));
+        assert!(c.tokens.check(Some(b"Bearer lit$"), None));
         assert_eq!(c.timeouts.head, Duration::from_millis(250));
         assert_eq!(c.timeouts.shutdown, Duration::from_secs(1));
         assert_eq!(c.timeouts.idle, Duration::from_secs(60));

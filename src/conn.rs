@@ -20,7 +20,7 @@ use crate::http::body::{BodyError, Decoder};
 use crate::http::head::{
     self, ContentKind, Framing, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES,
 };
-use crate::http::rewrite::{self, ClientSide};
+use crate::http::rewrite::{self, ClientSide, Forward};
 use crate::http::{respond, Version};
 use crate::log;
 use crate::route::{self, Upstream};
@@ -29,8 +29,13 @@ use crate::scan::multipart::MultipartScanner;
 use crate::scan::{Scan, ScanError, Scanner};
 use crate::upstream::{self, Stream};
 
-/// Bytes asked of the kernel per read, in bytes.
+/// Bytes asked of the kernel per read of a request body, in bytes.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// First size of a connection's buffers, in bytes: enough for a typical
+/// head and chat request, small enough that thousands of open streams stay
+/// in a few MiB. A buffer that fills up grows (see [`grow`]).
+const FIRST_BUF: usize = 4 * 1024;
 
 /// Request body bytes kept after they were sent upstream, so that a request
 /// that failed on a stale pooled connection can be replayed on a fresh one,
@@ -59,7 +64,7 @@ pub async fn serve(
         peer,
         config,
         shutdown,
-        buf: Vec::with_capacity(8 * 1024),
+        buf: Vec::new(),
     };
     loop {
         match client.request().await {
@@ -108,7 +113,9 @@ struct Record {
 /// client buffer has been decoded.
 struct Body {
     decoder: Decoder,
-    scanner: Scanner,
+    /// `None` when the model came from the path or the query: the body is
+    /// streamed without being parsed.
+    scanner: Option<Scanner>,
     /// Offset in `Client::buf` of the first byte not yet decoded.
     pos: usize,
     model: Option<String>,
@@ -135,8 +142,10 @@ impl Body {
         }
         if self.decoder.is_done() && !self.finished {
             self.finished = true;
-            let last = self.scanner.finish();
-            self.note(last)?;
+            if let Some(scanner) = &mut self.scanner {
+                let last = scanner.finish();
+                self.note(last)?;
+            }
             if self.model.is_none() {
                 return Err(Error::Scan(ScanError::Missing));
             }
@@ -145,10 +154,10 @@ impl Body {
     }
 
     fn scanner_feed(&mut self, payload: &[u8]) -> Scan {
-        if payload.is_empty() {
-            return Scan::NeedMore;
+        match &mut self.scanner {
+            Some(scanner) if !payload.is_empty() => scanner.feed(payload),
+            _ => Scan::NeedMore,
         }
-        self.scanner.feed(payload)
     }
 
     fn note(&mut self, scan: Scan) -> Result<(), Error> {
@@ -190,7 +199,13 @@ impl Client {
             }
         };
         let mut rec = self.record(Some(&head));
-        let next = self.dispatch(&head, &mut rec).await;
+        let next = if self.shutting_down() {
+            // A head that was still arriving when the drain began: the
+            // client may retry it on another instance.
+            self.reject(&mut rec, &Error::ShuttingDown, None).await
+        } else {
+            self.dispatch(&head, &mut rec).await
+        };
         log::access(&log::Access {
             client: self.peer,
             method: rec.method.as_bytes(),
@@ -247,13 +262,21 @@ impl Client {
                 }
                 scanned = self.buf.len();
             }
-            self.buf.reserve(8 * 1024);
+            grow(&mut self.buf);
             let n = match deadline {
                 None => {
                     tokio::select! {
                         r = self.stream.read_buf(&mut self.buf) => r,
                         _ = tokio::time::sleep(timeouts.idle) => return Ok(None),
-                        _ = self.shutdown.changed() => return Ok(None),
+                        _ = self.shutdown.changed() => {
+                            // Idle connections close at the drain, unless a
+                            // request is already waiting in the socket: that
+                            // one is read and answered 503, not reset.
+                            match self.stream.try_read_buf(&mut self.buf) {
+                                Ok(n) if n > 0 => continue,
+                                _ => return Ok(None),
+                            }
+                        }
                     }
                 }
                 Some(deadline) => {
@@ -276,8 +299,8 @@ impl Client {
         let method = &self.buf[head.method.clone()];
         let path = &self.buf[head.path.clone()];
         let authorized = config.tokens.check(
-            head.authorization
-                .map(|i| &self.buf[head.headers[i].value.clone()]),
+            head.header(&self.buf, head.authorization),
+            head.header(&self.buf, head.api_key),
         );
         let body_follows = !matches!(head.framing, Framing::Empty | Framing::Length(0));
         // What to release after an answer that reads no body.
@@ -294,8 +317,8 @@ impl Client {
             } else if let Some(id) = path.strip_prefix(b"/v1/models/") {
                 let name = route::percent_decode(id).unwrap_or_default();
                 Some(match config.routes.get(&name) {
-                    Some(up) => Ok(&up.model_json),
-                    None => Err(Error::NoSuchModel(name)),
+                    Some(up) if up.listed => Ok(&up.model_json),
+                    _ => Err(Error::NoSuchModel(name)),
                 })
             } else {
                 None
@@ -321,15 +344,12 @@ impl Client {
         // SPEC §3.4–5: framing and the cap, before reading the body.
         let cap = config.max_body_bytes;
         match head.framing {
-            Framing::Empty | Framing::Length(0) => {
-                return self.reject(rec, &Error::NoBody, Some(head.len)).await
-            }
             Framing::Length(n) if n > cap => {
                 return self
                     .reject(rec, &Error::Body(BodyError::TooLarge), None)
                     .await
             }
-            Framing::Length(_) | Framing::Chunked => {}
+            Framing::Empty | Framing::Length(_) | Framing::Chunked => {}
             Framing::UntilClose => {
                 return self
                     .reject(rec, &Error::Head(head::HeadError::Malformed), None)
@@ -346,17 +366,23 @@ impl Client {
             return Next::Close;
         }
 
-        let scanner = match &head.content {
-            ContentKind::Json => Scanner::Json(JsonScanner::new()),
-            ContentKind::Multipart { boundary } => {
-                Scanner::Multipart(MultipartScanner::new(boundary))
+        // Where the model comes from: the path, the query, or the body.
+        let (known, forward_path) = match select(&self.buf, head, body_follows) {
+            Ok(selected) => selected,
+            Err(err) => return self.reject(rec, &err, no_body).await,
+        };
+        let scanner = match (&known, &head.content) {
+            (Some(_), _) => None,
+            (None, ContentKind::Json) => Some(Scanner::Json(JsonScanner::new())),
+            (None, ContentKind::Multipart { boundary }) => {
+                Some(Scanner::Multipart(MultipartScanner::new(boundary)))
             }
         };
         let mut body = Body {
             decoder: Decoder::new(head.framing, Some(cap)),
             scanner,
             pos: head.len,
-            model: None,
+            model: known,
             finished: false,
             read: 0,
         };
@@ -390,14 +416,14 @@ impl Client {
 
         // SPEC §3.9: the upstream head.
         let mut up_head = Vec::with_capacity(head.len + 128 + up.header_block.len());
-        rewrite::request_head(
-            &self.buf,
-            head,
-            &up,
-            self.peer.ip(),
-            config.tokens.enabled(),
-            &mut up_head,
-        );
+        let forward = Forward {
+            path: forward_path
+                .as_ref()
+                .map_or(&self.buf[head.path.clone()], |p| p.as_slice()),
+            client: self.peer.ip(),
+            strip_auth: config.tokens.enabled(),
+        };
+        rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);
 
         let result = self.exchange(head, &up, &up_head, &mut body, rec).await;
         rec.bytes_in += body.read;
@@ -439,9 +465,13 @@ impl Client {
             }
             match self.read_response_head(&mut stream, head, body.pos).await {
                 Ok(Some((ubuf, rh))) => {
-                    // The request can no longer be replayed: release it.
+                    // The request can no longer be replayed: release it, and
+                    // the buffer with it while the response streams.
                     self.release(body.pos);
                     body.pos = 0;
+                    if self.buf.is_empty() {
+                        self.buf = Vec::new();
+                    }
                     return self.relay(stream, head, up, ubuf, rh, rec).await;
                 }
                 Ok(None) if reused && sent_from.is_some() => continue,
@@ -508,7 +538,7 @@ impl Client {
         request_end: usize,
     ) -> Result<Option<(Vec<u8>, ResponseHead)>, Failure> {
         let head_request = &self.buf[head.method.clone()] == b"HEAD";
-        let mut ubuf = Vec::with_capacity(16 * 1024);
+        let mut ubuf = Vec::with_capacity(FIRST_BUF);
         let mut any = false;
         loop {
             if !ubuf.is_empty() {
@@ -545,6 +575,11 @@ impl Client {
         rh: ResponseHead,
         rec: &mut Record,
     ) -> Result<Next, Failure> {
+        let upgrade = rh.status == 101;
+        if upgrade && !head.upgrade {
+            // A switch nobody asked for cannot be relayed.
+            return Err(Error::UpstreamGarbage.into());
+        }
         let dechunk = head.version == Version::Http10 && rh.framing == Framing::Chunked;
         let close = !head.keep_alive
             || rh.framing == Framing::UntilClose
@@ -558,10 +593,15 @@ impl Client {
                 version: head.version,
                 close,
                 dechunk,
+                upgrade,
             },
             &mut out,
         );
         rec.status = rh.status;
+        if upgrade {
+            out.extend_from_slice(&ubuf[rh.len..]);
+            return self.tunnel(stream, &out, rec).await;
+        }
 
         let mut decoder = Decoder::new(rh.framing, None);
         let mut pos = rh.len;
@@ -624,6 +664,29 @@ impl Client {
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
 
+    /// After a `101`: writes `first` (the response head and whatever the
+    /// upstream sent after it) to the client and the client's read-ahead to
+    /// the upstream, then copies both ways until either side closes.
+    async fn tunnel(
+        &mut self,
+        mut stream: Stream,
+        first: &[u8],
+        rec: &mut Record,
+    ) -> Result<Next, Failure> {
+        if self.stream.write_all(first).await.is_err() {
+            return Err(Failure::Close);
+        }
+        let ahead = std::mem::take(&mut self.buf);
+        if stream.write_all(&ahead).await.is_err() {
+            return Err(Failure::Close);
+        }
+        let copied = tokio::io::copy_bidirectional(&mut self.stream, &mut stream).await;
+        let (to_upstream, to_client) = copied.unwrap_or((0, 0));
+        rec.bytes_in += ahead.len() as u64 + to_upstream;
+        rec.bytes_out += first.len() as u64 + to_client;
+        Ok(Next::Close)
+    }
+
     /// One read from the upstream into `ubuf`, while watching the client:
     /// if the client goes away first, the exchange ends (SPEC §3.12).
     /// Client bytes from `request_end` on are the next requests, read ahead.
@@ -633,7 +696,7 @@ impl Client {
         ubuf: &mut Vec<u8>,
         request_end: usize,
     ) -> Result<usize, Failure> {
-        ubuf.reserve(READ_CHUNK);
+        grow(ubuf);
         loop {
             let watch_client = self.buf.len() < request_end + MAX_READ_AHEAD;
             tokio::select! {
@@ -722,6 +785,55 @@ impl Client {
             }
         }
     }
+}
+
+/// Makes room for the next read: a first small buffer, then doubling each
+/// time one fills up, to at most [`READ_CHUNK`] of free space per read.
+fn grow(buf: &mut Vec<u8>) {
+    let spare = buf.capacity() - buf.len();
+    if spare == 0 {
+        buf.reserve(buf.capacity().clamp(FIRST_BUF, READ_CHUNK));
+    }
+}
+
+/// Where the model of a request comes from: `/route/{model}/rest` names it
+/// in the path (forwarded as `/rest`); an `Upgrade` request or one without
+/// a body takes it from `?model=` (llama-swap's convention); any other
+/// request has it in its body (`None`: scan the body).
+fn select(
+    buf: &[u8],
+    head: &RequestHead,
+    body_follows: bool,
+) -> Result<(Option<String>, Option<Vec<u8>>), Error> {
+    let path = &buf[head.path.clone()];
+    if let Some(rest) = path.strip_prefix(b"/route/") {
+        let end = memchr::memchr(b'/', rest).unwrap_or(rest.len());
+        let model = route::percent_decode(&rest[..end])
+            .filter(|m| !m.is_empty())
+            .ok_or(Error::RoutePath)?;
+        let forward = match &rest[end..] {
+            b"" => b"/".to_vec(),
+            tail => tail.to_vec(),
+        };
+        return Ok((Some(model), Some(forward)));
+    }
+    if head.upgrade || !body_follows {
+        let query = head.query.as_ref().map(|q| &buf[q.clone()]);
+        return match query.and_then(query_model) {
+            Some(model) => Ok((Some(model), None)),
+            None => Err(Error::NoBody),
+        };
+    }
+    Ok((None, None))
+}
+
+/// The percent-decoded value of the first `model=` in a query string.
+fn query_model(query: &[u8]) -> Option<String> {
+    query
+        .split(|&b| b == b'&')
+        .find_map(|pair| pair.strip_prefix(b"model="))
+        .and_then(route::percent_decode)
+        .filter(|m| !m.is_empty())
 }
 
 /// Whether the bytes from `from - 3` on hold the blank line that ends a head

@@ -34,8 +34,10 @@ pub enum Error {
     Unauthorized,
     /// No route for this model name.
     UnknownModel(String),
-    /// A request with no body to find the model in.
+    /// A request with no body to find the model in, and no `?model=`.
     NoBody,
+    /// `/route/{model}/...` with an empty or undecodable model segment.
+    RoutePath,
     /// `GET /v1/models/{id}` for an id that is not configured.
     NoSuchModel(String),
     /// The upstream refused the connection, reset it, or closed early.
@@ -58,6 +60,7 @@ impl Error {
             | Error::Unauthorized
             | Error::UnknownModel(_)
             | Error::NoBody
+            | Error::RoutePath
             | Error::NoSuchModel(_) => Side::Client,
             Error::UpstreamClosed | Error::UpstreamGarbage | Error::UpstreamTimeout => {
                 Side::Upstream
@@ -83,7 +86,7 @@ impl Error {
                 BodyError::TooLarge => 413,
                 BodyError::Chunked | BodyError::Incomplete => 400,
             },
-            Error::Scan(_) | Error::NoBody => 400,
+            Error::Scan(_) | Error::NoBody | Error::RoutePath => 400,
             Error::HeadTimeout => 408,
             Error::Unauthorized => 401,
             Error::UnknownModel(_) | Error::NoSuchModel(_) => 404,
@@ -126,6 +129,7 @@ impl Error {
                 ScanError::Multipart => "invalid_multipart",
             },
             Error::NoBody => "model_missing",
+            Error::RoutePath => "invalid_route",
             Error::HeadTimeout => "request_timeout",
             Error::Unauthorized => "invalid_api_key",
             Error::UnknownModel(_) | Error::NoSuchModel(_) => "model_not_found",
@@ -145,6 +149,7 @@ impl Error {
             | Error::Unauthorized
             | Error::UnknownModel(_)
             | Error::NoBody
+            | Error::RoutePath
             | Error::NoSuchModel(_)
             | Error::UpstreamClosed
             | Error::UpstreamGarbage
@@ -173,13 +178,18 @@ impl fmt::Display for Error {
                 BodyError::Incomplete => "request body ended early",
             }),
             Error::Scan(e) => f.write_str(match e {
-                ScanError::Syntax => "request body is not a JSON object",
+                ScanError::Syntax => {
+                    "request body is not a valid JSON object (or nests deeper than 1024 levels)"
+                }
                 ScanError::Missing => "request body has no top-level \"model\"",
                 ScanError::NotString => "\"model\" must be a string",
                 ScanError::Duplicate => "\"model\" appears more than once",
                 ScanError::Multipart => "malformed multipart/form-data body",
             }),
-            Error::NoBody => f.write_str("request has no body to read \"model\" from"),
+            Error::NoBody => f.write_str(
+                "request has no body to read \"model\" from and no ?model= in its query",
+            ),
+            Error::RoutePath => f.write_str("expected /route/{model}/path with a non-empty model"),
             Error::HeadTimeout => f.write_str("request head not received in time"),
             Error::Unauthorized => f.write_str("missing or invalid bearer token"),
             Error::UnknownModel(m) => write!(f, "The model `{m}` does not exist"),

@@ -852,6 +852,7 @@ fn upstreams() -> &'static [std::sync::Arc<Upstream>] {
                 model: "plain".into(),
                 url: url(Scheme::Http, "localhost", 30000, ""),
                 headers: vec![],
+                listed: true,
             },
             Target {
                 model: "keyed".into(),
@@ -860,16 +861,19 @@ fn upstreams() -> &'static [std::sync::Arc<Upstream>] {
                     ("Authorization".into(), Secret::new(REWRITE_SECRET.into())),
                     ("X-Api-Key".into(), Secret::new("k-0".into())),
                 ],
+                listed: false,
             },
             Target {
                 model: "v6".into(),
                 url: url(Scheme::Http, "::1", 8000, "/v1/prefix"),
                 headers: vec![],
+                listed: true,
             },
             Target {
                 model: "xff".into(),
                 url: url(Scheme::Http, "10.0.0.7", 80, ""),
                 headers: vec![("X-Forwarded-For".into(), Secret::new("203.0.113.9".into()))],
+                listed: true,
             },
         ];
         let table = route::Table::new(targets);
@@ -957,8 +961,13 @@ fn rewrite_request(ctl: u8, buf: &[u8]) {
     } else {
         IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
     };
+    let fwd = rewrite::Forward {
+        path: &buf[head.path.clone()],
+        client,
+        strip_auth,
+    };
     let mut out = b"leftover".to_vec();
-    rewrite::request_head(buf, &head, up, client, strip_auth, &mut out);
+    rewrite::request_head(buf, &head, up, &fwd, &mut out);
     let out = out
         .strip_prefix(b"leftover")
         .expect("request_head touched bytes before its own");
@@ -984,7 +993,19 @@ fn rewrite_request(ctl: u8, buf: &[u8]) {
     // Hop-by-hop and Connection-named fields are gone (RFC 9110 §7.6.1).
     let named = connection_options(&client_fields);
     let framing_fields: &[&[u8]] = &[b"content-length", b"transfer-encoding", b"host"];
-    for (name, _) in &f {
+    for (name, value) in &f {
+        // An upgrade request is tunnelled: its `Upgrade` goes on, under
+        // llmhop's own `Connection: upgrade` (RFC 9110 §7.8).
+        if head.upgrade && name == b"upgrade" {
+            continue;
+        }
+        if head.upgrade && name == b"connection" {
+            assert_eq!(
+                value, b"upgrade",
+                "upgrade forwarded with Connection {value:?}"
+            );
+            continue;
+        }
         assert!(
             !HOP_BY_HOP.contains(&name.as_slice()),
             "hop-by-hop {name:?} forwarded"
@@ -994,10 +1015,10 @@ fn rewrite_request(ctl: u8, buf: &[u8]) {
             !named.contains(name) || framing_fields.contains(&name.as_slice()) || configured,
             "Connection-named {name:?} forwarded"
         );
-        if strip_auth && name == b"authorization" {
+        if strip_auth && (name == b"authorization" || name == b"x-api-key") {
             assert!(
                 up.header_names.contains(name),
-                "client Authorization forwarded with auth on"
+                "client {name:?} forwarded with auth on"
             );
         }
     }
@@ -1075,10 +1096,13 @@ fn rewrite_response(ctl: u8, buf: &[u8]) {
     // As `conn` decides it: de-chunk for HTTP/1.0 clients, then close.
     let dechunk = version == Version::Http10 && head.framing == Framing::Chunked;
     let close = ctl & 8 != 0 || head.framing == Framing::UntilClose || dechunk;
+    // A 101 is relayed only to a client that asked to upgrade.
+    let upgrade = head.status == 101;
     let client = ClientSide {
         version,
         close,
         dechunk,
+        upgrade,
     };
     let mut out = Vec::new();
     rewrite::response_head(buf, &head, client, &mut out);
@@ -1088,8 +1112,15 @@ fn rewrite_response(ctl: u8, buf: &[u8]) {
 
     assert!(out.starts_with(format!("HTTP/1.1 {:03}", head.status).as_bytes()));
     for (name, value) in &f {
+        if upgrade && name == b"upgrade" {
+            continue;
+        }
         if name == b"connection" {
-            let want: &[u8] = if close { b"close" } else { b"keep-alive" };
+            let want: &[u8] = match (upgrade, close) {
+                (true, _) => b"upgrade",
+                (false, true) => b"close",
+                (false, false) => b"keep-alive",
+            };
             assert_eq!(value, want, "Connection written as {value:?}");
             continue;
         }

@@ -73,6 +73,8 @@ pub struct Target {
     pub url: Url,
     /// Configured headers, set last on every forwarded request.
     pub headers: Vec<(String, Secret)>,
+    /// Shown by `/v1/models` (`"unlisted": true` in the config hides it).
+    pub listed: bool,
 }
 
 /// Everything the request path needs to forward to one model's upstream.
@@ -94,6 +96,8 @@ pub struct Upstream {
     pub pool: Arc<Pool>,
     /// `/v1/models/{id}` body for this model, rendered once.
     pub model_json: Vec<u8>,
+    /// Shown by `/v1/models` and `/v1/models/{id}`.
+    pub listed: bool,
 }
 
 impl fmt::Debug for Upstream {
@@ -111,7 +115,7 @@ impl fmt::Debug for Upstream {
 #[derive(Debug)]
 pub struct Table {
     routes: HashMap<String, Arc<Upstream>>,
-    /// Model names, sorted.
+    /// Model names, sorted, listed and unlisted.
     names: Vec<String>,
     /// `/v1/models` body, rendered once.
     pub models_json: Vec<u8>,
@@ -125,6 +129,12 @@ impl Table {
     pub fn new(targets: Vec<Target>) -> Table {
         let mut pools: HashMap<(Scheme, String, u16), Arc<Pool>> = HashMap::new();
         let mut routes = HashMap::new();
+        let mut listed: Vec<String> = targets
+            .iter()
+            .filter(|t| t.listed)
+            .map(|t| t.model.clone())
+            .collect();
+        listed.sort();
         for t in targets {
             let pool = pools
                 .entry((t.url.scheme, t.url.host.clone(), t.url.port))
@@ -148,6 +158,7 @@ impl Table {
                 origin: t.url.origin(),
                 model_json: respond::model_object(&t.model),
                 model: t.model.clone(),
+                listed: t.listed,
                 url: t.url,
                 header_names,
                 header_block,
@@ -158,8 +169,8 @@ impl Table {
         let mut names: Vec<String> = routes.keys().cloned().collect();
         names.sort();
         Table {
-            models_json: respond::model_list(&names),
-            health_json: respond::health(names.len()),
+            models_json: respond::model_list(&listed),
+            health_json: respond::health(listed.len()),
             routes,
             names,
         }

@@ -126,6 +126,7 @@ pub async fn run(
             ("models", &config.routes.names().join(",")),
         ],
     );
+    systemd::notify("READY=1");
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Every connection task holds a clone; `recv` returns `None` once all

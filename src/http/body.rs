@@ -279,9 +279,6 @@ impl Decoder {
                     }
                     let size = size.checked_mul(16).and_then(|s| s.checked_add(d));
                     let size = size.ok_or(BodyError::Chunked)?;
-                    // The size only grows with more digits: refuse as soon
-                    // as it announces more than the cap allows.
-                    self.check_cap(size)?;
                     Ok(Size {
                         size,
                         digits: digits + 1,
@@ -289,6 +286,14 @@ impl Decoder {
                 }
                 // chunk-size = 1*HEXDIG: nothing else may come first.
                 None if digits == 0 => bad,
+                // The size line ended: an oversized chunk is refused before
+                // any of its data is read. (Checked here, not per digit, so
+                // that an overflowing size stays a framing error.)
+                None if matches!(b, b'\r' | b' ' | b'\t' | b';')
+                    && self.check_cap(size).is_err() =>
+                {
+                    Err(BodyError::TooLarge)
+                }
                 None => match b {
                     b'\r' => Ok(SizeLf { size }),
                     // RFC 9112 §7.1.1: BWS is allowed only before `;`.
@@ -528,7 +533,7 @@ mod tests {
             (Length(10), Some(5), b"0123456789", BIG),
             (Chunked, Some(3), b"4\r\nRust\r\n0\r\n\r\n", BIG),
             (Chunked, Some(4), b"2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n", BIG),
-            (Chunked, Some(1 << 20), b"ffffffffffffffff", BIG),
+            (Chunked, Some(1 << 20), b"ffffffffffffffff\r\n", BIG),
             (Chunked, Some(u64::MAX), b"1\r\na\r\nffffffffffffffff\r\n", BIG),
             (UntilClose, Some(3), b"abcd", BIG),
             // Sizes.

@@ -103,6 +103,12 @@ pub struct RequestHead {
     /// Index into `headers` of the `Authorization` field, if any (a head
     /// with two is refused as [`HeadError::Malformed`]).
     pub authorization: Option<usize>,
+    /// Index of the `x-api-key` field (Anthropic's SDK sends its key there),
+    /// if any; two are refused as [`HeadError::Malformed`].
+    pub api_key: Option<usize>,
+    /// The client asks to switch protocols: an `Upgrade` field and
+    /// `Connection: upgrade` (RFC 9110 §7.8), as WebSocket clients send.
+    pub upgrade: bool,
 }
 
 impl HeaderIdx {
@@ -184,7 +190,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Status<RequestHead>, HeadError> {
     let headers = index_fields(buf, req.headers);
     let seen = Summary::new(buf, &headers, Role::Request);
 
-    if seen.authorization_fields > 1 || seen.content_type_fields > 1 {
+    if seen.authorization_fields > 1 || seen.content_type_fields > 1 || seen.api_key_fields > 1 {
         return Err(HeadError::Malformed);
     }
     // RFC 9112 §3.2: 400 for an HTTP/1.1 request without Host, for any
@@ -213,6 +219,8 @@ pub fn parse_request(buf: &[u8]) -> Result<Status<RequestHead>, HeadError> {
         expect_continue,
         content,
         authorization: seen.authorization,
+        api_key: seen.api_key,
+        upgrade: seen.upgrade_field && seen.connection_upgrade,
         headers,
     }))
 }
@@ -626,6 +634,13 @@ struct Summary {
     authorization_fields: usize,
     /// Index of the first `Authorization` field.
     authorization: Option<usize>,
+    api_key_fields: usize,
+    /// Index of the first `x-api-key` field.
+    api_key: Option<usize>,
+    /// An `Upgrade` field is present.
+    upgrade_field: bool,
+    /// `Connection` lists `upgrade`.
+    connection_upgrade: bool,
 }
 
 impl Summary {
@@ -663,6 +678,7 @@ impl Summary {
             } else if eq_ignore_case(name, b"connection") {
                 seen.close |= has_token(value, b"close");
                 seen.keep_alive |= has_token(value, b"keep-alive");
+                seen.connection_upgrade |= has_token(value, b"upgrade");
             } else if eq_ignore_case(name, b"expect") {
                 seen.expect_continue |= has_token(value, b"100-continue");
             } else if eq_ignore_case(name, b"content-type") {
@@ -671,6 +687,11 @@ impl Summary {
             } else if eq_ignore_case(name, b"authorization") {
                 seen.authorization_fields += 1;
                 seen.authorization.get_or_insert(i);
+            } else if eq_ignore_case(name, b"x-api-key") {
+                seen.api_key_fields += 1;
+                seen.api_key.get_or_insert(i);
+            } else if eq_ignore_case(name, b"upgrade") {
+                seen.upgrade_field = true;
             }
         }
         seen
@@ -1163,6 +1184,30 @@ mod tests {
                 show(input)
             );
         }
+    }
+
+    #[test]
+    fn upgrade_and_api_key() {
+        #[rustfmt::skip]
+        let cases: &[(&[u8], bool, Option<usize>)] = &[
+            // (head, upgrade, api_key index)
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", false, None),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", true, None),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n", false, None),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\n\r\n", false, None),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nX-Api-Key: k\r\n\r\n", false, Some(1)),
+        ];
+        for (input, upgrade, api_key) in cases {
+            let head = req(input);
+            assert_eq!(
+                (head.upgrade, head.api_key),
+                (*upgrade, *api_key),
+                "{}",
+                show(input)
+            );
+        }
+        let two = b"POST / HTTP/1.1\r\nHost: a\r\nx-api-key: a\r\nx-api-key: b\r\n\r\n";
+        assert!(matches!(parse_request(two), Err(HeadError::Malformed)));
     }
 
     #[test]

@@ -31,25 +31,38 @@ const HOP_BY_HOP: &[&[u8]] = &[
 /// change how the body is framed or where the request goes.
 const NEVER_DROPPED: &[&[u8]] = &[b"content-length", b"transfer-encoding", b"host"];
 
+/// What the router decided about one forwarded request.
+#[derive(Clone, Copy, Debug)]
+pub struct Forward<'a> {
+    /// The path to forward (the client's, or the rest of a `/route/{model}`
+    /// path), appended to the upstream's prefix.
+    pub path: &'a [u8],
+    /// The client's address, appended to `X-Forwarded-For`.
+    pub client: IpAddr,
+    /// Auth is on: the client's `Authorization` and `x-api-key` are
+    /// llmhop's, not the upstream's.
+    pub strip_auth: bool,
+}
+
 /// Writes the upstream request head into `out`:
 /// `METHOD <prefix><path>[?query] HTTP/1.1`, the client's fields in order
 /// and spelling minus hop-by-hop ones, `Host` set to the upstream's
-/// authority in place, `Authorization` dropped when `strip_auth`,
-/// `X-Forwarded-For` extended with `client`, then the upstream's configured
-/// fields, each replacing any client field of the same name.
+/// authority in place, `Authorization` and `x-api-key` dropped when auth is
+/// on, `X-Forwarded-For` extended with the client, then the upstream's
+/// configured fields, each replacing any client field of the same name. An
+/// upgrade request keeps its `Upgrade` field and says `Connection: upgrade`.
 pub fn request_head(
     buf: &[u8],
     head: &RequestHead,
     upstream: &Upstream,
-    client: IpAddr,
-    strip_auth: bool,
+    fwd: &Forward<'_>,
     out: &mut Vec<u8>,
 ) {
     let start = out.len();
     out.extend_from_slice(&buf[head.method.clone()]);
     out.push(b' ');
     out.extend_from_slice(upstream.url.prefix.as_bytes());
-    out.extend_from_slice(&buf[head.path.clone()]);
+    out.extend_from_slice(fwd.path);
     if let Some(q) = &head.query {
         out.push(b'?');
         out.extend_from_slice(&buf[q.clone()]);
@@ -80,9 +93,9 @@ pub fn request_head(
             }
             continue;
         }
-        if HOP_BY_HOP.contains(&lower.as_slice())
-            || (named.contains(&lower) && !NEVER_DROPPED.contains(&lower.as_slice()))
-            || (strip_auth && lower == b"authorization")
+        let auth = lower == b"authorization" || lower == b"x-api-key";
+        if is_hop_by_hop(&lower, &named, head.upgrade)
+            || (fwd.strip_auth && auth)
             || upstream.header_names.contains(&lower)
         {
             continue;
@@ -92,16 +105,21 @@ pub fn request_head(
         out.extend_from_slice(&buf[h.value.clone()]);
         if Some(i) == last_xff {
             out.extend_from_slice(b", ");
-            out.extend_from_slice(client.to_string().as_bytes());
+            out.extend_from_slice(fwd.client.to_string().as_bytes());
         }
         out.extend_from_slice(b"\r\n");
     }
     if !wrote_host {
         host_line(out, upstream);
     }
+    if head.upgrade {
+        // RFC 9110 §7.8: `Upgrade` is hop-by-hop; a proxy that tunnels it
+        // passes it on under its own `Connection: upgrade`.
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    }
     if last_xff.is_none() && !configured_xff {
         out.extend_from_slice(b"X-Forwarded-For: ");
-        out.extend_from_slice(client.to_string().as_bytes());
+        out.extend_from_slice(fwd.client.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(&upstream.header_block);
@@ -110,6 +128,17 @@ pub fn request_head(
         lines_are_clean(&out[start..]),
         "request head has a bare CR or LF"
     );
+}
+
+/// Whether a field (lower-cased name) stops at this hop: the fixed
+/// hop-by-hop set and what `Connection` names (never a framing field),
+/// except `Upgrade` when the connection is being upgraded.
+fn is_hop_by_hop(lower: &[u8], named: &[Vec<u8>], upgrade: bool) -> bool {
+    if upgrade && lower == b"upgrade" {
+        return false;
+    }
+    HOP_BY_HOP.contains(&lower)
+        || (named.iter().any(|n| n == lower) && !NEVER_DROPPED.contains(&lower))
 }
 
 fn host_line(out: &mut Vec<u8>, upstream: &Upstream) {
@@ -127,6 +156,9 @@ pub struct ClientSide {
     /// The body is relayed de-chunked (HTTP/1.0 client, chunked response):
     /// `Transfer-Encoding` is dropped and the end is the close.
     pub dechunk: bool,
+    /// A `101 Switching Protocols` for an upgrade request: `Upgrade` is
+    /// kept and the connection becomes a tunnel.
+    pub upgrade: bool,
 }
 
 /// Writes the response head relayed to the client: the upstream's status
@@ -158,8 +190,7 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     for h in &head.headers {
         let name = &buf[h.name.clone()];
         let lower = name.to_ascii_lowercase();
-        if HOP_BY_HOP.contains(&lower.as_slice())
-            || (named.contains(&lower) && !NEVER_DROPPED.contains(&lower.as_slice()))
+        if is_hop_by_hop(&lower, &named, client.upgrade)
             || (client.dechunk && lower == b"transfer-encoding")
             || (chunked_or_coded && lower == b"content-length")
         {
@@ -175,7 +206,9 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
         // An nginx in front would otherwise buffer the stream.
         out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
     }
-    if client.close {
+    if client.upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+    } else if client.close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if client.version == Version::Http10 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
@@ -240,18 +273,16 @@ mod tests {
                 .iter()
                 .map(|(n, v)| (n.to_string(), Secret::new(v.to_string())))
                 .collect(),
+            listed: true,
         };
         let table = Table::new(vec![target]);
-        let client = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+        let fwd = Forward {
+            path: &request[head.path.clone()],
+            client: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            strip_auth: false,
+        };
         let mut out = Vec::new();
-        request_head(
-            request,
-            &head,
-            table.get("m").unwrap(),
-            client,
-            false,
-            &mut out,
-        );
+        request_head(request, &head, table.get("m").unwrap(), &fwd, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -309,6 +340,7 @@ mod tests {
             version: Version::Http11,
             close: false,
             dechunk: false,
+            upgrade: false,
         };
         assert_eq!(
             client_head(response, keep),
@@ -318,6 +350,7 @@ mod tests {
             version: Version::Http10,
             close: true,
             dechunk: true,
+            upgrade: false,
         };
         assert_eq!(
             client_head(response, dechunk),

@@ -1245,6 +1245,8 @@ mod tests {
             out: Vec::new(),
         };
         let (mut valid, mut rejected, mut accepted_invalid) = (0, 0, 0);
+        // Valid documents per expected answer: Found, Missing, NotString, Syntax.
+        let mut kinds = [0; 4];
         for n in 0..DOCUMENTS {
             let doc = gen.document();
             let answers = every_split(&doc, n % 16 == 0);
@@ -1252,6 +1254,12 @@ mod tests {
             match oracle(&doc) {
                 Ok(want) => {
                     valid += 1;
+                    kinds[match want[0] {
+                        Scan::Found(_) => 0,
+                        Scan::Invalid(Missing) => 1,
+                        Scan::Invalid(NotString) => 2,
+                        _ => 3,
+                    }] += 1;
                     assert_eq!(answers, want, "{shown:?}");
                 }
                 Err(_) if matches!(answers.last(), Some(Scan::Invalid(_))) => rejected += 1,
@@ -1270,7 +1278,8 @@ mod tests {
             valid > DOCUMENTS / 2 && rejected > DOCUMENTS / 20,
             "{valid} valid, {rejected} rejected"
         );
-        println!("{valid} valid, {rejected} rejected, {accepted_invalid} invalid UTF-8 accepted");
+        assert!(kinds.iter().all(|&n| n > DOCUMENTS / 50), "{kinds:?}");
+        println!("{valid} valid {kinds:?}, {rejected} rejected, {accepted_invalid} invalid UTF-8 accepted");
     }
 
     #[test]

@@ -1,0 +1,124 @@
+//! SPEC §3 step 2: the router's own endpoints, never forwarded: `/health`
+//! without auth, `/v1/models` and `/v1/models/{id}` with auth.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::*;
+
+const TOKEN: &str = "endpoint-token-31a7";
+
+/// Four models whose sorted order differs from config order.
+fn setup(tokens: bool) -> (FakeUpstream, Router) {
+    let upstream = FakeUpstream::ok();
+    let url = upstream.url();
+    let extra = if tokens {
+        json!({"authTokens": [TOKEN]})
+    } else {
+        json!({})
+    };
+    let router = Router::start(config_for(
+        &[
+            ("zeta", &url),
+            ("alpha", &url),
+            ("org/name", &url),
+            ("Beta", &url),
+        ],
+        extra,
+    ));
+    (upstream, router)
+}
+
+fn model(id: &str) -> Value {
+    json!({"id": id, "object": "model", "created": 0, "owned_by": "llmhop"})
+}
+
+#[test]
+fn step2_health_without_auth_even_with_tokens() {
+    let (upstream, router) = setup(true);
+    let mut client = Client::connect(router.addr());
+    let response = client.exchange(&get("/health", &[]));
+    assert_eq!(response.status, 200, "{}", lossy(&response.raw));
+    assert_eq!(response.json(), json!({"status":"ok","models":4}));
+    assert!(response
+        .header("content-type")
+        .is_some_and(|v| v.starts_with("application/json")));
+    // Still keep-alive afterwards.
+    let again = client.exchange(&get("/health", &[]));
+    assert_eq!(again.status, 200);
+    upstream.assert_untouched();
+}
+
+#[test]
+fn step2_models_list_sorted_openai_shape() {
+    let (upstream, router) = setup(false);
+    let response = Client::connect(router.addr()).exchange(&get("/v1/models", &[]));
+    assert_eq!(response.status, 200, "{}", lossy(&response.raw));
+    assert_eq!(
+        response.json(),
+        json!({
+            "object": "list",
+            "data": [model("Beta"), model("alpha"), model("org/name"), model("zeta")]
+        })
+    );
+    upstream.assert_untouched();
+}
+
+#[test]
+fn step2_models_list_requires_auth_when_tokens_set() {
+    let (upstream, router) = setup(true);
+    let denied = Client::connect(router.addr()).exchange(&get("/v1/models", &[]));
+    denied.assert_error(401);
+    assert!(denied
+        .header("www-authenticate")
+        .is_some_and(|v| v.starts_with("Bearer")));
+    let wrong = Client::connect(router.addr())
+        .exchange(&get("/v1/models/alpha", &["Authorization: Bearer nope"]));
+    wrong.assert_error(401);
+    let auth = format!("Authorization: Bearer {TOKEN}");
+    let allowed = Client::connect(router.addr()).exchange(&get("/v1/models", &[&auth]));
+    assert_eq!(allowed.status, 200);
+    assert_eq!(allowed.json()["data"].as_array().map(Vec::len), Some(4));
+    upstream.assert_untouched();
+    assert!(!router.logs().contains(TOKEN), "token leaked into the logs");
+}
+
+#[test]
+fn step2_model_by_id_percent_decoded() {
+    let (upstream, router) = setup(false);
+    let mut client = Client::connect(router.addr());
+    let response = client.exchange(&get("/v1/models/org%2Fname", &[]));
+    assert_eq!(response.status, 200, "{}", lossy(&response.raw));
+    assert_eq!(response.json(), model("org/name"));
+    let response = client.exchange(&get("/v1/models/alpha", &[]));
+    assert_eq!(response.json(), model("alpha"));
+    upstream.assert_untouched();
+}
+
+#[test]
+fn step2_unknown_model_by_id_is_404() {
+    let (upstream, router) = setup(false);
+    let mut client = Client::connect(router.addr());
+    for path in [
+        "/v1/models/nope",
+        "/v1/models/ALPHA",
+        "/v1/models/org%2Fother",
+    ] {
+        client.exchange(&get(path, &[])).assert_error(404);
+    }
+    upstream.assert_untouched();
+}
+
+/// The own endpoints are answered on a keep-alive connection that then
+/// still forwards normally.
+#[test]
+fn step2_endpoints_and_forwarding_share_a_connection() {
+    let (upstream, router) = setup(false);
+    let mut client = Client::connect(router.addr());
+    assert_eq!(client.exchange(&get("/v1/models", &[])).status, 200);
+    assert_eq!(client.exchange(&chat("alpha")).status, 200);
+    assert_eq!(client.exchange(&get("/health", &[])).status, 200);
+    assert_eq!(upstream.wait_requests(1, Duration::from_secs(5)).len(), 1);
+}
