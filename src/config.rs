@@ -306,7 +306,23 @@ fn serde_error(text: &str, err: &serde_json::Error) -> ConfigError {
         serde_json::error::Category::Data => key_path_at(text, line, column),
         _ => format!("line {line} column {column}"),
     };
-    ConfigError::new(path, without_value(reason))
+    // Keys in the path and in serde's messages (`unknown field `...``) are
+    // the file's, unescaped: a `\n` in a key must not split the line.
+    ConfigError::new(
+        escape_controls(&path),
+        escape_controls(&without_value(reason)),
+    )
+}
+
+/// `s` with every control character written as its Rust escape (`\n`,
+/// `\u{1b}`), so that an error stays one line (SPEC §1).
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_debug().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// serde's `invalid type` / `invalid value` messages quote the value they
@@ -1071,5 +1087,27 @@ mod tests {
     fn unreadable_file_is_one_line() {
         let err = load(Path::new("/nonexistent/llmhop.json"), SecretMode::Resolve).unwrap_err();
         assert_eq!(err.to_string(), "cannot read: No such file or directory");
+    }
+
+    #[test]
+    fn keys_with_control_characters_stay_on_one_line() {
+        // Fuzz finding (config target, seeds newline_in_key,
+        // unknown_key_newline): a key written with a JSON escape put a raw
+        // newline into the key path or serde's message, splitting the
+        // one-line startup error.
+        let cases = [
+            (
+                r#"{"models":{"a\nb":{"url":5}}}"#,
+                "models.a\\nb.url: invalid type: integer, expected a string",
+            ),
+            (
+                r#"{"bogus\r\nkey\u001b[31m":1}"#,
+                "unknown field `bogus\\r\\nkey\\u{1b}[31m`, expected one of \
+                 `listen`, `maxBodyBytes`, `authTokens`, `models`, `timeouts`",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(load_str(text).unwrap_err().to_string(), want, "{text}");
+        }
     }
 }

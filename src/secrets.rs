@@ -97,8 +97,17 @@ impl fmt::Display for SecretError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretError::EnvUnset { name } => write!(f, "env var {name} is not set"),
+            // The path is the template's, free-form: control characters
+            // are escaped so that the error stays one line (SPEC §1).
             SecretError::FileUnreadable { path, reason } => {
-                write!(f, "cannot read file {path}: {reason}")
+                f.write_str("cannot read file ")?;
+                for c in path.chars() {
+                    match c.is_control() {
+                        true => write!(f, "{}", c.escape_debug())?,
+                        false => write!(f, "{c}")?,
+                    }
+                }
+                write!(f, ": {reason}")
             }
             SecretError::UnknownKind { kind } => write!(
                 f,
@@ -410,6 +419,18 @@ mod tests {
             let err = expand(template, &fake()).unwrap_err().to_string();
             assert!(!err.contains("SECRET"), "{template:?} → {err}");
         }
+    }
+
+    #[test]
+    fn file_path_with_control_characters_stays_on_one_line() {
+        // Fuzz finding (secrets target, seed file_path_newline): a
+        // `${file:...}` path holding a newline (a JSON `\n` in the config)
+        // made the unreadable-file error two lines.
+        let err = expand("${file:ab\ncd\u{1b}}", &fake()).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot read file ab\\ncd\\u{1b}: No such file or directory"
+        );
     }
 
     #[test]

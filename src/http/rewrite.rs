@@ -70,10 +70,18 @@ pub fn request_head(
     out.extend_from_slice(b" HTTP/1.1\r\n");
 
     let named = connection_options(buf, &head.headers);
+    // The client's X-Forwarded-For is extended in place, unless it is not
+    // forwarded at all: named in `Connection` (a known trick to hide the
+    // client address from the upstream) or configured for this model.
+    // Then llmhop writes its own, or the configured one stands alone.
+    let xff: &[u8] = b"x-forwarded-for";
+    let configured_xff = upstream.header_names.iter().any(|n| n == xff);
+    let client_xff_dropped = configured_xff || named.iter().any(|n| n == xff);
     let last_xff = head
         .headers
         .iter()
-        .rposition(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"x-forwarded-for"));
+        .rposition(|h| buf[h.name.clone()].eq_ignore_ascii_case(xff))
+        .filter(|_| !client_xff_dropped);
     let mut wrote_host = false;
     for (i, h) in head.headers.iter().enumerate() {
         let name = &buf[h.name.clone()];
@@ -109,7 +117,7 @@ pub fn request_head(
         // passes it on under its own `Connection: upgrade`.
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
-    if last_xff.is_none() {
+    if last_xff.is_none() && !configured_xff {
         out.extend_from_slice(b"X-Forwarded-For: ");
         out.extend_from_slice(fwd.client.to_string().as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -171,12 +179,20 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     out.extend_from_slice(b"\r\n");
 
     let named = connection_options(buf, &head.headers);
+    // RFC 9112 §6.3 rule 3: Transfer-Encoding overrides Content-Length, and
+    // an intermediary forwarding such a message MUST remove the
+    // Content-Length first (also when de-chunking, where neither is true).
+    let chunked_or_coded = head
+        .headers
+        .iter()
+        .any(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"transfer-encoding"));
     let mut has_accel = false;
     for h in &head.headers {
         let name = &buf[h.name.clone()];
         let lower = name.to_ascii_lowercase();
         if is_hop_by_hop(&lower, &named, client.upgrade)
             || (client.dechunk && lower == b"transfer-encoding")
+            || (chunked_or_coded && lower == b"content-length")
         {
             continue;
         }
@@ -229,4 +245,128 @@ fn lines_are_clean(head: &[u8]) -> bool {
         is_safe_value(body)
     }) && head.windows(1).filter(|w| w[0] == b'\n').count()
         == head.windows(2).filter(|w| w == b"\r\n").count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::head::{parse_request, Status};
+    use crate::route::{Scheme, Table, Target, Url};
+    use crate::secrets::Secret;
+    use std::net::Ipv4Addr;
+
+    /// The head written upstream for `request`, to a model on
+    /// `http://up:8000` with `configured` headers.
+    fn upstream_head(request: &[u8], configured: &[(&str, &str)]) -> String {
+        let Ok(Status::Complete(head)) = parse_request(request) else {
+            panic!("test request does not parse");
+        };
+        let target = Target {
+            model: "m".into(),
+            url: Url {
+                scheme: Scheme::Http,
+                host: "up".into(),
+                port: 8000,
+                prefix: String::new(),
+            },
+            headers: configured
+                .iter()
+                .map(|(n, v)| (n.to_string(), Secret::new(v.to_string())))
+                .collect(),
+            listed: true,
+        };
+        let table = Table::new(vec![target]);
+        let fwd = Forward {
+            path: &request[head.path.clone()],
+            client: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            strip_auth: false,
+        };
+        let mut out = Vec::new();
+        request_head(request, &head, table.get("m").unwrap(), &fwd, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn xff_is_added_when_connection_names_it() {
+        // Fuzz finding (rewrite target): `Connection: X-Forwarded-For`
+        // dropped the client's field and llmhop then wrote none, so the
+        // upstream never learnt the client address.
+        let head = upstream_head(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: X-Forwarded-For\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+            &[],
+        );
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nHost: up:8000\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn configured_xff_replaces_the_one_llmhop_would_write() {
+        // Fuzz finding (rewrite target): a configured X-Forwarded-For was
+        // sent next to llmhop's own, two fields where SPEC §3.9 says the
+        // configured one replaces any other.
+        for request in [
+            &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+        ] {
+            let head = upstream_head(request, &[("X-Forwarded-For", "203.0.113.9")]);
+            assert_eq!(
+                head,
+                "GET / HTTP/1.1\r\nHost: up:8000\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n"
+            );
+        }
+    }
+
+    /// The head relayed to the client for `response`.
+    fn client_head(response: &[u8], client: ClientSide) -> String {
+        let Ok(Status::Complete(head)) = crate::http::head::parse_response(response, false) else {
+            panic!("test response does not parse");
+        };
+        let mut out = Vec::new();
+        response_head(response, &head, client, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn content_length_is_dropped_beside_transfer_encoding() {
+        // Fuzz finding (rewrite target, seeds res_*_te_and_cl): a response
+        // with both framing fields was relayed with both, so the client
+        // could frame it by the wrong one; an HTTP/1.0 client, de-chunked,
+        // got the upstream's Content-Length over a body of another length.
+        let response =
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\n\r\n";
+        let keep = ClientSide {
+            version: Version::Http11,
+            close: false,
+            dechunk: false,
+            upgrade: false,
+        };
+        assert_eq!(
+            client_head(response, keep),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        );
+        let dechunk = ClientSide {
+            version: Version::Http10,
+            close: true,
+            dechunk: true,
+            upgrade: false,
+        };
+        assert_eq!(
+            client_head(response, dechunk),
+            "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn client_xff_is_extended() {
+        let head = upstream_head(
+            b"GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1\r\nHost: a\r\n\r\n",
+            &[],
+        );
+        assert_eq!(
+            head,
+            "GET / HTTP/1.1\r\nX-Forwarded-For: 10.0.0.1, 192.0.2.1\r\nHost: up:8000\r\n\r\n"
+        );
+    }
 }
