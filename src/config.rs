@@ -29,7 +29,7 @@ use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::auth::Tokens;
-use crate::http::{is_safe_value, is_token};
+use crate::http::{is_safe_value, is_token, is_uri_char};
 use crate::route::{self, Scheme, Target, Url};
 use crate::secrets::{self, Lookup, Secret};
 
@@ -773,30 +773,7 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
 
     // The prefix is written verbatim into the upstream request line, so
     // only pchar and `/` may pass (RFC 3986 §3.3).
-    let pchar = |b: u8| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'/' | b'-'
-                    | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-            )
-    };
+    let pchar = |b: u8| is_uri_char(b) || matches!(b, b'/' | b':' | b'@');
     if !path.bytes().all(pchar) {
         return Err("the path contains a character not allowed in a URL".into());
     }

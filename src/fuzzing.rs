@@ -26,7 +26,7 @@ use crate::http::body::{BodyError, Decoder, MAX_CHUNK_EXT_BYTES};
 use crate::http::head::{
     self, ContentKind, Framing, RequestHead, Status, MAX_HEADERS, MAX_HEAD_BYTES,
 };
-use crate::http::rewrite::{self, ClientSide};
+use crate::http::rewrite::{self, ClientSide, HOP_BY_HOP};
 use crate::http::{is_safe_value, is_token, Version};
 use crate::route::{self, Scheme, Target, Upstream, Url};
 use crate::scan::multipart::{MultipartScanner, MAX_BOUNDARY_BYTES, MAX_PART_HEAD_BYTES};
@@ -880,19 +880,6 @@ fn upstreams() -> &'static [std::sync::Arc<Upstream>] {
         table.upstreams().cloned().collect()
     })
 }
-
-/// Hop-by-hop fields of RFC 9110 §7.6.1 plus the ones llmhop consumes
-/// (SPEC §3.9).
-const HOP_BY_HOP: &[&[u8]] = &[
-    b"connection",
-    b"keep-alive",
-    b"proxy-connection",
-    b"te",
-    b"trailer",
-    b"upgrade",
-    b"proxy-authorization",
-    b"expect",
-];
 
 /// Lower-cased options named by the `Connection` fields among `f`.
 fn connection_options(f: &[(Vec<u8>, Vec<u8>)]) -> Vec<Vec<u8>> {

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use super::{eq_ignore_case, has_token, is_tchar, list_elements, trim_ows, Version};
+use super::{eq_ignore_case, has_token, is_tchar, is_uri_char, list_elements, trim_ows, Version};
 
 /// Largest request or response head accepted, in bytes (SPEC §3.1). A head
 /// that is not complete within this many bytes is answered with 431.
@@ -346,30 +346,8 @@ fn starts_with_ignore_case(v: &[u8], prefix: &[u8]) -> bool {
 /// only: reg-name and IP-literal characters (RFC 3986 §3.2.2), `%`, `:`.
 /// An empty value is allowed (RFC 9112 §3.2: a target without authority).
 fn is_valid_host(v: &[u8]) -> bool {
-    v.iter().all(|&b| {
-        b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'%'
-                    | b':'
-                    | b'['
-                    | b']'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-            )
-    })
+    v.iter()
+        .all(|&b| is_uri_char(b) || matches!(b, b':' | b'[' | b']'))
 }
 
 /// A parsed response head. Ranges index the buffer given to

@@ -18,6 +18,35 @@ pub fn is_tchar(b: u8) -> bool {
         | b'^' | b'_' | b'`' | b'|' | b'~' | b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z')
 }
 
+/// `unreserved / sub-delims` of RFC 3986 §2.2–2.3, plus the `%` of a
+/// pct-encoded triplet (its two hex digits are unreserved themselves):
+///
+/// ```text
+/// unreserved = ALPHA / DIGIT / "-" / "." / "_" / "~"
+/// sub-delims = "!" / "$" / "&" / "'" / "(" / ")" / "*" / "+" / "," / ";" / "="
+/// ```
+pub fn is_uri_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
+}
+
 /// True when `s` is a non-empty `token` (RFC 9110 §5.6.2), the grammar of
 /// header names and methods.
 pub fn is_token(s: &[u8]) -> bool {

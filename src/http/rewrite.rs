@@ -16,7 +16,7 @@ use crate::route::Upstream;
 /// Fields that describe one connection, never the message (RFC 9110
 /// §7.6.1), plus the ones llmhop consumes itself: `Proxy-Authorization` is
 /// for this hop, `Expect` is answered by llmhop (RFC 9110 §10.1.1).
-const HOP_BY_HOP: &[&[u8]] = &[
+pub const HOP_BY_HOP: &[&[u8]] = &[
     b"connection",
     b"keep-alive",
     b"proxy-connection",
