@@ -389,16 +389,7 @@ impl Client {
             read: 0,
         };
 
-        // SPEC §3.7: hold the body until `model` is known. A declared
-        // length (already checked against the cap) is reserved at once, so
-        // that a large body is read in few syscalls and never copied by the
-        // buffer's growth; pages are only touched as bytes arrive.
-        if let (Framing::Length(n), Some(_)) = (head.framing, &body.scanner) {
-            let want = head
-                .len
-                .saturating_add(usize::try_from(n).unwrap_or(usize::MAX));
-            self.buf.reserve(want.saturating_sub(self.buf.len()));
-        }
+        // SPEC §3.7: hold the body until `model` is known.
         loop {
             if let Err(err) = body.advance(&self.buf) {
                 return self.reject_in_body(rec, &err, &body).await;
