@@ -217,6 +217,40 @@ fn step10_late_duplicate_aborts_upstream_and_answers_400() {
     );
 }
 
+/// A body streamed past the replay limit is released as it goes, head
+/// included; the last bytes arriving alone (here: one byte) must still end
+/// in a relayed response.
+#[test]
+fn step10_long_body_whose_last_byte_arrives_alone_is_relayed() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
+    let filler = "f".repeat(3 << 20 >> 1); // 1.5 MiB
+    let body = format!(r#"{{"model":"m","pad":"{filler}"}}"#);
+    let (most, last) = body.split_at(body.len() - 1);
+    let mut client = Client::connect(router.addr());
+    client.send(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nHost: {CLIENT_HOST}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    client.send(most.as_bytes());
+    assert!(
+        poll_until(Duration::from_secs(5), || upstream.bytes_received()
+            >= most.len() as u64),
+        "upstream got {} bytes",
+        upstream.bytes_received()
+    );
+    client.send(last.as_bytes());
+    let response = client
+        .try_read_response(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("no response after the last byte: {e}"));
+    assert_eq!(response.status, 200);
+    let got = upstream.wait_requests(1, Duration::from_secs(5));
+    assert_eq!(got[0].body.len(), body.len());
+}
+
 #[test]
 fn step8_unknown_model_is_404_model_not_found() {
     let p = pair();

@@ -30,6 +30,9 @@ impl Client {
         rec: &mut Record,
     ) -> Result<Next, Failure> {
         let connect = self.config.timeouts.connect;
+        // Decided now: the head's bytes may be released while the body
+        // streams.
+        let head_request = &self.buf[head.method.clone()] == b"HEAD";
         let (mut stream, mut reused) = upstream::checkout(up, connect).await?;
         // Body bytes already sent upstream start here in `buf`; `None` once
         // they were released and the request can no longer be replayed.
@@ -49,7 +52,10 @@ impl Client {
                 }
                 Err(f) => return Err(f),
             }
-            match self.read_response_head(&mut stream, head, body.pos).await {
+            match self
+                .read_response_head(&mut stream, head_request, body.pos)
+                .await
+            {
                 Ok(Some((ubuf, rh))) => {
                     // The request can no longer be replayed: release it, and
                     // the buffer with it while the response streams.
@@ -120,10 +126,9 @@ impl Client {
     async fn read_response_head(
         &mut self,
         stream: &mut Stream,
-        head: &RequestHead,
+        head_request: bool,
         request_end: usize,
     ) -> Result<Option<(Vec<u8>, ResponseHead)>, Failure> {
-        let head_request = &self.buf[head.method.clone()] == b"HEAD";
         let mut ubuf = Vec::with_capacity(FIRST_BUF);
         let mut any = false;
         loop {
