@@ -452,12 +452,11 @@ impl Client {
         self.buf.drain(..n);
     }
 
-    /// Between requests: an idle connection keeps no buffer, and one that
-    /// carried a large body does not keep its capacity for its lifetime.
+    /// Between requests: a connection that carried a large body does not
+    /// keep its capacity for its lifetime (a first-size buffer is kept, so
+    /// that keep-alive requests do not allocate one each).
     fn trim(&mut self) {
-        if self.buf.is_empty() {
-            self.buf = Vec::new();
-        } else if self.buf.capacity() > READ_CHUNK {
+        if self.buf.capacity() > READ_CHUNK {
             self.buf.shrink_to(self.buf.len().max(FIRST_BUF));
         }
     }

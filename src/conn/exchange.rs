@@ -57,11 +57,15 @@ impl Client {
                 .await
             {
                 Ok(Some((ubuf, rh))) => {
-                    // The request can no longer be replayed: release it, and
-                    // the buffer with it while the response streams.
+                    // The request can no longer be replayed: release it. A
+                    // response that may stream for minutes does not keep the
+                    // client's buffer meanwhile (thousands of open streams
+                    // stay in a few MiB).
                     self.release(body.pos);
                     body.pos = 0;
-                    if self.buf.is_empty() {
+                    if self.buf.is_empty()
+                        && !matches!(rh.framing, Framing::Length(_) | Framing::Empty)
+                    {
                         self.buf = Vec::new();
                     }
                     return self.relay(stream, head, up, ubuf, rh, rec).await;
