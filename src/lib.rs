@@ -18,16 +18,17 @@
 //! | [`http::rewrite`] | upstream request head, client response head | sockets |
 //! | [`http::respond`] | router-made responses as bytes | writing them |
 //! | [`scan`] | finding `model` in JSON and multipart bodies | framing |
-//! | [`auth`] | constant-time bearer token check | which requests need it |
+//! | [`auth`] | constant-time token check (`Authorization: Bearer`, `x-api-key`) | which requests need it |
 //! | [`route`] | model name → [`route::Upstream`] | connecting |
 //! | [`error`] | the request-path error and its status mapping | rendering |
 //! | [`conn`] | one client connection, the request sequence; `conn/exchange.rs`: sending, relaying, the tunnel | parsing |
-//! | [`upstream`] | connecting, retrying once on a stale pooled connection | the pool's bookkeeping |
+//! | [`upstream`] | connecting (TCP, TLS, unix), the connect timeout, the liveness check | what is sent, the retry (`conn`) |
 //! | [`pool`] | idle upstream connections per origin, liveness check | connecting |
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
 //! | `tls` | rustls client config and handshake (feature `tls`) | the TCP connection |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
 //! | [`systemd`] | `sd_notify` datagrams, socket-activated listeners (`LISTEN_FDS`) | when to notify, which listeners to use |
+//! | `fuzzing` | the invariants the fuzz/ targets check (hidden; unit-tested over the corpora) | running the fuzzers |
 //!
 //! Everything under `http/` and `scan/` is sans-IO: bytes in, a status out,
 //! no tokio. Only `server`, `conn`, `upstream` and `pool` touch sockets.
@@ -41,8 +42,10 @@
 //! 4. [`auth::Tokens::check`] runs before the body is looked at.
 //! 5. The framing decided by the head builds an [`http::body::Decoder`]
 //!    (cap enforced there); `Expect: 100-continue` is answered.
-//! 6. Payload bytes feed a [`scan::Scanner`]; wire bytes are held only until
-//!    `model` is found.
+//! 6. The model comes from `/route/{model}/...`, from `?model=` (requests
+//!    without a body, WebSocket upgrades), or from the body: payload bytes
+//!    feed a [`scan::Scanner`] and wire bytes are held only until `model` is
+//!    found.
 //! 7. [`route::Table::get`] picks the upstream (404 `model_not_found`).
 //! 8. [`http::rewrite::request_head`] writes the upstream head; the held bytes
 //!    and then the rest of the body stream to the upstream while the scanner
