@@ -3,7 +3,7 @@
 //! Owns: sequencing (head → own endpoint | auth → framing and cap →
 //! `100 Continue` → model → route → forward → relay → keep-alive), the
 //! timeouts, and writing every router-made response (through
-//! [`Client::reject`]). Does not own: parsing (`http`, `scan`), status
+//! `Client::reject`). Does not own: parsing (`http`, `scan`), status
 //! mapping (`error`), connecting (`upstream`).
 
 use std::net::SocketAddr;

@@ -1,7 +1,7 @@
 //! Streaming scanner for the top-level `"model"` string of a JSON object.
 //!
 //! [`JsonScanner`] is a push parser over the JSON grammar of RFC 8259: an
-//! explicit [`State`] (one variant per "what comes next"), a depth counter
+//! explicit `State` (one variant per "what comes next"), a depth counter
 //! and a bit stack saying, per open container, object or array. It never
 //! recurses and never builds a DOM; its memory is a fixed 128-byte stack plus
 //! the model value being decoded (at most [`MAX_MODEL_BYTES`]), whatever the
