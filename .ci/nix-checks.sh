@@ -67,6 +67,31 @@ else
   rm -f "$tmp"
 fi
 
+step "systemd-analyze on the module's rendered units (nix/rendered)"
+# nix/rendered holds the system units the module generates for
+# nix/test-config.nix, as nix-verify rendered them (refresh: see README,
+# "Verifying the module without a Nix machine"). Their /nix/store programs
+# do not exist here, so ExecStart points at /usr/bin/true for `verify`.
+if ! command -v systemd-analyze >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q systemd >/dev/null
+fi
+rendered="$(mktemp -d /tmp/llmhop-rendered.XXXXXX)"
+for f in nix/rendered/*.service; do
+  sed -E 's#"?/nix/store/[^" ]*/bin/[^" ]*"?#/usr/bin/true#' "$f" >"$rendered/$(basename "$f")"
+done
+for u in "$rendered"/*.service; do
+  msg="$(cd /tmp && systemd-analyze verify --man=no "$u" 2>&1)" || true
+  if [ -n "$msg" ]; then echo "FAIL verify $(basename "$u")"; indent <<<"$msg"; fail=1; else echo "ok   verify $(basename "$u")"; fi
+  # Issue 6: exposure below 2.0 (the threshold is in tenths).
+  if line="$(systemd-analyze security --offline=true --threshold=20 "$u" 2>&1 | tail -n1)" \
+    && systemd-analyze security --offline=true --threshold=20 "$u" >/dev/null 2>&1; then
+    echo "ok   $line"
+  else
+    echo "FAIL $line"; fail=1
+  fi
+done
+rm -rf "$rendered"
+
 step "module evaluation and unit checks (nix-verify)"
 if [ -n "${NIX_VERIFY:-}" ] && [ -n "${NIXPKGS_LIB:-}" ] && [ -n "${QUADLET_NIX:-}" ] \
   && [ -x "$NIX_VERIFY/verify-module.sh" ]; then
