@@ -168,12 +168,20 @@ pub struct ClientSide {
 /// says.
 pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &mut Vec<u8>) {
     let start = out.len();
-    // Status line: our own version, the upstream's code and reason.
-    let line_end = memchr::memchr(b'\r', &buf[..head.len]).unwrap_or(0);
-    let rest = buf[..line_end]
+    // Status line: our own version, the upstream's code and reason. The
+    // parser skips empty lines before it (RFC 9112 §2.2), so must this.
+    let head_bytes = &buf[..head.len];
+    let line_start = head_bytes
+        .iter()
+        .position(|&b| b != b'\r' && b != b'\n')
+        .unwrap_or(0);
+    let line_end =
+        memchr::memchr(b'\r', &head_bytes[line_start..]).map_or(line_start, |i| line_start + i);
+    let line = &head_bytes[line_start..line_end];
+    let rest = line
         .iter()
         .position(|&b| b == b' ')
-        .map_or(&b""[..], |sp| &buf[sp..line_end]);
+        .map_or(&b""[..], |sp| &line[sp..]);
     out.extend_from_slice(b"HTTP/1.1");
     out.extend_from_slice(rest);
     out.extend_from_slice(b"\r\n");
@@ -355,6 +363,24 @@ mod tests {
         assert_eq!(
             client_head(response, dechunk),
             "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn status_line_after_leading_empty_lines() {
+        // Fuzz finding (rewrite target, crash-response_leading_crlf): the
+        // parser skips empty lines before a status line (RFC 9112 §2.2),
+        // the rewrite took the first (empty) line as the status line and
+        // relayed `HTTP/1.1` with no status code.
+        let keep = ClientSide {
+            version: Version::Http11,
+            close: false,
+            dechunk: false,
+            upgrade: false,
+        };
+        assert_eq!(
+            client_head(b"\r\nHTTP/1.1 200 OK\r\nX: y\r\n\r\n", keep),
+            "HTTP/1.1 200 OK\r\nX: y\r\n\r\n"
         );
     }
 
