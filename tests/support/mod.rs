@@ -59,21 +59,33 @@ impl Router {
 
     /// [`Router::start`] with extra environment variables for the child
     /// (for `${env:NAME}` secret references).
-    pub fn start_with_env(mut config: Value, env: &[(&str, &str)]) -> Router {
+    pub fn start_with_env(config: Value, env: &[(&str, &str)]) -> Router {
+        Router::launch(config, "router", |path| {
+            let mut command = Command::new(env!("CARGO_BIN_EXE_llmhop"));
+            command.arg("--config").arg(path).envs(env.iter().copied());
+            command
+        })
+    }
+
+    /// Writes `config` (listening on 127.0.0.1:0 unless it says otherwise)
+    /// into a fresh directory, runs `command(config_path)` there with stderr
+    /// piped, and waits for the startup line.
+    fn launch(
+        mut config: Value,
+        tag: &str,
+        command: impl FnOnce(&std::path::Path) -> Command,
+    ) -> Router {
         config
             .as_object_mut()
             .expect("router config must be a JSON object")
             .entry("listen")
             .or_insert(json!("127.0.0.1:0"));
-        let dir = fresh_temp_dir("router");
+        let dir = fresh_temp_dir(tag);
         let path = dir.join("config.json");
         fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
 
-        let mut child = Command::new(env!("CARGO_BIN_EXE_llmhop"))
-            .arg("--config")
-            .arg(&path)
+        let mut child = command(&path)
             .current_dir(&dir)
-            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -1552,65 +1564,16 @@ impl Router {
     /// [`Router::start`], but the router runs with its open-file limit
     /// lowered to `nofile` (`sh -c 'ulimit -n N; exec llmhop ...'`: `exec`
     /// keeps the PID, so [`Router::pid`] is the router's).
-    pub fn start_with_nofile(mut config: Value, nofile: u32) -> Router {
-        config
-            .as_object_mut()
-            .expect("router config must be a JSON object")
-            .entry("listen")
-            .or_insert(json!("127.0.0.1:0"));
-        let dir = fresh_temp_dir("router-nofile");
-        let path = dir.join("config.json");
-        fs::write(&path, serde_json::to_vec_pretty(&config).unwrap()).unwrap();
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
-            .arg(env!("CARGO_BIN_EXE_llmhop"))
-            .arg("--config")
-            .arg(&path)
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sh -c 'ulimit -n N; exec llmhop'");
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel::<String>();
-        let drain = Arc::clone(&logs);
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            while matches!(reader.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                let text = String::from_utf8_lossy(&line).into_owned();
-                lock(&drain).push_str(&text);
-                let _ = tx.send(text);
-                line.clear();
-            }
-        });
-        let deadline = Instant::now() + STARTUP_DEADLINE;
-        let addr = loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = listening_addr(&line) {
-                        break addr;
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    panic!(
-                        "router (ulimit -n {nofile}) did not start; stderr:\n{}",
-                        lock(&logs)
-                    );
-                }
-            }
-        };
-        Router {
-            child,
-            addr,
-            logs,
-            dir,
-        }
+    pub fn start_with_nofile(config: Value, nofile: u32) -> Router {
+        Router::launch(config, "router-nofile", |path| {
+            let mut command = Command::new("sh");
+            command
+                .arg("-c")
+                .arg(format!("ulimit -n {nofile} && exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_llmhop"))
+                .arg("--config")
+                .arg(path);
+            command
+        })
     }
 }
