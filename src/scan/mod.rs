@@ -6,6 +6,8 @@
 
 pub mod json;
 pub mod multipart;
+#[cfg(test)]
+mod want;
 
 /// Longest model name accepted, in bytes after unescaping. A longer value
 /// cannot name a configured model and is refused as malformed.

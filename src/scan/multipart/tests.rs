@@ -59,26 +59,7 @@ fn every_split(boundary: &[u8], body: &[u8], all_splits: bool) -> Vec<Scan> {
     whole
 }
 
-/// What a table case expects.
-#[derive(Clone, Copy, Debug)]
-enum Want {
-    Found(&'static str),
-    /// Found, then this error at a later call.
-    FoundThen(&'static str, ScanError),
-    Invalid(ScanError),
-}
-
-impl Want {
-    fn answers(self) -> Vec<Scan> {
-        match self {
-            Want::Found(model) => vec![Scan::Found(model.into())],
-            Want::FoundThen(model, error) => {
-                vec![Scan::Found(model.into()), Scan::Invalid(error)]
-            }
-            Want::Invalid(error) => vec![Scan::Invalid(error)],
-        }
-    }
-}
+use crate::scan::want::Want;
 
 use Want::{Found, FoundThen, Invalid};
 
