@@ -1274,7 +1274,7 @@ pub fn config(data: &[u8]) {
             let (sa, sb) = (ca.summary(), cb.summary());
             assert_eq!(sa, sb, "summary depends on the secret values");
             assert!(!sa.contains(&FAKE_A.marker()) || text.contains(&FAKE_A.marker()));
-            check_config(ca);
+            check_config(ca, &text);
         }
         (Err(ea), Err(eb)) => {
             let (ma, mb) = (ea.to_string(), eb.to_string());
@@ -1284,7 +1284,7 @@ pub fn config(data: &[u8]) {
         _ => panic!("loading depends on the secret values: {a:?} vs {b:?}"),
     }
     match config::parse(&text, SecretMode::SyntaxOnly, &FAKE_A) {
-        Ok(c) => check_config(&c),
+        Ok(c) => check_config(&c, &text),
         Err(e) => check_error_line(&e.to_string()),
     }
 }
@@ -1296,7 +1296,9 @@ fn check_error_line(msg: &str) {
     );
 }
 
-fn check_config(c: &config::Config) {
+/// `text` is the config itself: a marker-shaped literal in it (a unix path
+/// of `Q`s) may show up in the summary without being a secret.
+fn check_config(c: &config::Config, text: &str) {
     assert!(c.max_body_bytes > 0);
     assert!(!c.routes.names().is_empty());
     for up in c.routes.upstreams() {
@@ -1309,7 +1311,7 @@ fn check_config(c: &config::Config) {
         let mut summary = String::new();
         let _ = write!(summary, "{up:?}");
         assert!(
-            !summary.contains(&FAKE_A.marker()),
+            !summary.contains(&FAKE_A.marker()) || text.contains(&FAKE_A.marker()),
             "Upstream Debug shows a value"
         );
     }
