@@ -25,6 +25,7 @@ use crate::route::{self, Upstream};
 use crate::scan::json::JsonScanner;
 use crate::scan::multipart::MultipartScanner;
 use crate::scan::{Scan, ScanError, Scanner};
+use crate::spare;
 
 mod exchange;
 
@@ -94,6 +95,12 @@ struct Client {
     /// Bytes read from the client and not yet released: the current head,
     /// body bytes held or kept for replay, then anything pipelined.
     buf: Vec<u8>,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        spare::give(std::mem::take(&mut self.buf));
+    }
 }
 
 /// The access-log facts of one request, filled in as it goes.
@@ -438,7 +445,7 @@ impl Client {
 
     /// Reads more client bytes into `buf`. `Ok(false)` on EOF.
     async fn read_more(&mut self) -> Result<bool, ()> {
-        self.buf.reserve(READ_CHUNK);
+        spare::reserve(&mut self.buf, READ_CHUNK);
         match self.stream.read_buf(&mut self.buf).await {
             Ok(0) => Ok(false),
             Ok(_) => Ok(true),
@@ -453,11 +460,14 @@ impl Client {
     }
 
     /// Between requests: a connection that carried a large body does not
-    /// keep its capacity for its lifetime (a first-size buffer is kept, so
-    /// that keep-alive requests do not allocate one each).
+    /// keep its capacity for its lifetime; the large buffer goes to the
+    /// [`spare`] stash for the next large body, and a first-size one takes
+    /// its place (so that keep-alive requests do not allocate one each).
     fn trim(&mut self) {
         if self.buf.capacity() > READ_CHUNK {
-            self.buf.shrink_to(self.buf.len().max(FIRST_BUF));
+            let mut small = Vec::with_capacity(self.buf.len().max(FIRST_BUF));
+            small.extend_from_slice(&self.buf);
+            spare::give(std::mem::replace(&mut self.buf, small));
         }
     }
 

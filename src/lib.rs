@@ -24,6 +24,7 @@
 //! | [`conn`] | one client connection, the request sequence; `conn/exchange.rs`: sending, relaying, the tunnel | parsing |
 //! | [`upstream`] | connecting (TCP, TLS, unix), the connect timeout, the liveness check | what is sent, the retry (`conn`) |
 //! | [`pool`] | idle upstream connections per origin, liveness check | connecting |
+//! | [`spare`] | warm buffers for held large bodies, expired when unused | when a body is held |
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
 //! | `tls` | rustls client config and handshake (feature `tls`) | the TCP connection |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
@@ -74,6 +75,7 @@ pub mod route;
 pub mod scan;
 pub mod secrets;
 pub mod server;
+pub mod spare;
 pub mod systemd;
 #[cfg(feature = "tls")]
 pub mod tls;

@@ -14,7 +14,7 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{Config, Listen};
-use crate::{conn, log, systemd};
+use crate::{conn, log, spare, systemd};
 
 /// Most client connections served at once; further ones wait in the
 /// kernel's accept queue until a connection ends.
@@ -179,8 +179,17 @@ pub async fn run(
         accepting.push(tokio::spawn(acceptor.run()));
     }
     drop(done_tx);
+    // Large body buffers kept for reuse go back to the kernel once unused.
+    let expiring = tokio::spawn(async {
+        let mut every = tokio::time::interval(spare::IDLE);
+        loop {
+            every.tick().await;
+            spare::expire();
+        }
+    });
 
     stop.await;
+    expiring.abort();
     systemd::notify("STOPPING=1");
     log::info(
         "shutting down",

@@ -17,6 +17,7 @@ use crate::http::head::{self, Framing, RequestHead, ResponseHead, Status, MAX_HE
 use crate::http::rewrite::{self, ClientSide};
 use crate::http::Version;
 use crate::route::Upstream;
+use crate::spare;
 use crate::upstream::{self, Stream};
 
 impl Client {
@@ -66,7 +67,7 @@ impl Client {
                     if self.buf.is_empty()
                         && !matches!(rh.framing, Framing::Length(_) | Framing::Empty)
                     {
-                        self.buf = Vec::new();
+                        spare::give(std::mem::take(&mut self.buf));
                     }
                     return self.relay(stream, head, up, ubuf, rh, rec).await;
                 }
