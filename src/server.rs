@@ -208,6 +208,7 @@ pub async fn run(
     {
         log::info("grace period over, closing remaining connections", &[]);
     }
+    log::flush();
 }
 
 /// One listener's accept loop.

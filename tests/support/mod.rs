@@ -202,6 +202,19 @@ impl Router {
             .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
     }
 
+    /// The log once it holds at least `n` access lines: the router writes
+    /// access lines in batches (at most 100 ms late), in order, so a check
+    /// that something is absent from the log waits for the line of the
+    /// last request first.
+    pub fn logs_after_access(&self, n: usize) -> String {
+        assert!(
+            poll_until(Duration::from_secs(5), || self.access_lines().len() >= n),
+            "fewer than {n} access lines:\n{}",
+            self.logs()
+        );
+        self.logs()
+    }
+
     /// Access-log lines (those with `status=`) so far.
     pub fn access_lines(&self) -> Vec<String> {
         self.logs()
