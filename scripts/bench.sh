@@ -36,5 +36,14 @@ fi
 command -v taskset >/dev/null || echo "bench.sh: taskset missing (util-linux); nothing will be pinned" >&2
 
 cargo build --release --bin llmhop
+if [ "$smoke" = 0 ]; then
+  # The static binary the container ships, for the idle-memory row; the
+  # rest of the run does not need it.
+  if rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 &&
+    cargo build --release --target x86_64-unknown-linux-musl --bin llmhop; then :
+  else
+    echo "bench.sh: no musl build (musl-tools missing?); the static idle row is skipped" >&2
+  fi
+fi
 ulimit -n 65536 2>/dev/null || true
 exec cargo bench --bench proxy -- "$@"

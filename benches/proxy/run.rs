@@ -288,6 +288,12 @@ fn bench(o: &Opts) -> Result<bool, String> {
             llmhop.display()
         ));
     }
+    // The static musl binary the container image ships, when built
+    // (scripts/bench.sh builds it): measured idle only, for its memory.
+    let static_bin = std::env::var_os("LLMHOP_STATIC_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-musl/release/llmhop"));
+    let static_bin = (!o.smoke && static_bin.is_file()).then_some(static_bin);
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let pin = cores >= 2;
@@ -365,6 +371,15 @@ fn bench(o: &Opts) -> Result<bool, String> {
                 command(None, &llmhop, &["-c", &conf("llmhop-2core.json")]),
                 18083,
                 &work.join("llmhop-2core.log"),
+            )?;
+        }
+        if let Some(bin) = &static_bin {
+            start(
+                &mut proxies,
+                "llmhop-static",
+                command(proxy_cpu, bin, &["-c", &conf("llmhop-static.json")]),
+                18084,
+                &work.join("llmhop-static.log"),
             )?;
         }
         thread::sleep(IDLE_SETTLE);
@@ -518,7 +533,14 @@ fn cell(v: Option<f64>, prec: usize) -> String {
 }
 
 fn report(results: &[Value], o: &Opts) {
-    let targets = ["direct", "llmhop", "nginx", "haproxy", "llmhop-2core"];
+    let targets = [
+        "direct",
+        "llmhop",
+        "nginx",
+        "haproxy",
+        "llmhop-2core",
+        "llmhop-static",
+    ];
     let present = |s: &str, t: &str| {
         results
             .iter()
@@ -666,6 +688,14 @@ fn report(results: &[Value], o: &Opts) {
             format!("{} MiB", cell(m, 1)),
         );
     }
+    // The dynamic build's idle RSS is mostly glibc's shared pages (libc,
+    // libm, ld.so); the static binary shows what the process itself needs.
+    let m = med(results, "idle", "llmhop-static", "peak_mib");
+    verdict(
+        "idle llmhop-static (musl, as shipped) peak RSS <= 3 MiB",
+        le(m, 3.0),
+        format!("{} MiB", cell(m, 1)),
+    );
     let n = med(results, "small-64c", "llmhop", "new_conns_per_10k");
     verdict(
         "steady state new upstream connections per 10k == 0",
