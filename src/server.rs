@@ -179,6 +179,7 @@ pub async fn run(
         accepting.push(tokio::spawn(acceptor.run()));
     }
     drop(done_tx);
+    let flushing = tokio::spawn(log::flusher());
     // Large body buffers kept for reuse go back to the kernel once unused.
     let expiring = tokio::spawn(async {
         let mut every = tokio::time::interval(spare::IDLE);
@@ -208,7 +209,8 @@ pub async fn run(
     {
         log::info("grace period over, closing remaining connections", &[]);
     }
-    log::flush();
+    flushing.abort();
+    log::unbatch();
 }
 
 /// One listener's accept loop.
