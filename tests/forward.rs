@@ -370,6 +370,63 @@ fn step11_upstream_status_headers_body_relayed() {
     assert_eq!(response.text(), "{\"teapot\":\"yes\"}\n");
 }
 
+/// Step 11: large response bodies — Content-Length, chunked in uneven
+/// pieces, close-delimited — arrive byte for byte, twice on one keep-alive
+/// connection (the relay starts with a small buffer and grows it; nothing
+/// may be lost or repeated at a boundary).
+#[test]
+fn step11_large_response_bodies_relayed_byte_for_byte() {
+    // Not a repeating pattern, so that a dropped or doubled piece shows.
+    let body: Vec<u8> = (0u32..3 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let chunks: Vec<Vec<u8>> = body
+        .chunks(70_001)
+        .flat_map(|c| {
+            let (a, b) = c.split_at(c.len().min(3));
+            [a.to_vec(), b.to_vec()]
+        })
+        .filter(|c| !c.is_empty())
+        .collect();
+    let mut with_length =
+        format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes();
+    with_length.extend_from_slice(&body);
+    let (length_reply, chunked_reply) = (with_length.clone(), chunks.clone());
+    let upstream = FakeUpstream::start(move |r| match r.json()["model"].as_str() {
+        Some("length") => Reply::Raw(length_reply.clone()),
+        _ => Reply::Chunked(chunked_reply.clone()),
+    });
+    let closing = FakeUpstream::start({
+        let body = body.clone();
+        move |_| Reply::CloseDelimited(body.clone())
+    });
+    let router = Router::start(config_for(
+        &[
+            ("length", &upstream.url()),
+            ("chunked", &upstream.url()),
+            ("closing", &closing.url()),
+        ],
+        json!({}),
+    ));
+    let mut client = Client::connect(router.addr());
+    for model in ["length", "chunked", "length", "chunked"] {
+        let response = client.exchange(&chat(model));
+        assert_eq!(response.status, 200, "{model}");
+        assert!(
+            response.body == body,
+            "{model}: body differs ({} bytes)",
+            response.body.len()
+        );
+    }
+    let mut client = Client::connect(router.addr());
+    client.send(&chat("closing"));
+    let (bytes, closed) = client.read_to_close(Duration::from_secs(10));
+    assert!(closed);
+    let responses = parse_all_responses(&bytes);
+    assert_eq!(responses.len(), 1);
+    assert!(responses[0].body == body, "close-delimited body differs");
+}
+
 /// Step 11: a close-delimited upstream body is relayed unchanged and the
 /// client connection then closes, announced with `Connection: close`.
 #[test]
