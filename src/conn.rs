@@ -29,6 +29,8 @@ use crate::spare;
 
 mod exchange;
 
+use exchange::SMALL_HELD;
+
 /// Bytes asked of the kernel per read of a request body, in bytes.
 const READ_CHUNK: usize = 64 * 1024;
 
@@ -412,19 +414,23 @@ impl Client {
                 }
             }
         }
-        let model = body.model.clone().unwrap_or_default();
-        rec.model = Some(model.clone());
+        // `body` keeps its own copy: at its end, it checks one was found.
+        rec.model = body.model.clone();
+        let model = rec.model.as_deref().unwrap_or_default();
 
         // SPEC §3.8: exact match.
-        let Some(up) = config.routes.get(&model).cloned() else {
-            return self
-                .reject_in_body(rec, &Error::UnknownModel(model), &body)
-                .await;
+        let Some(up) = config.routes.get(model).cloned() else {
+            let err = Error::UnknownModel(model.to_owned());
+            return self.reject_in_body(rec, &err, &body).await;
         };
         rec.upstream = Some(Arc::clone(&up));
 
         // SPEC §3.9: the upstream head.
-        let mut up_head = Vec::with_capacity(head.len + 128 + up.header_block.len());
+        // Room for the held body too when it goes out with the head.
+        let held = body.pos - head.len;
+        let mut up_head = Vec::with_capacity(
+            head.len + 128 + up.header_block.len() + if held <= SMALL_HELD { held } else { 0 },
+        );
         let forward = Forward {
             path: forward_path
                 .as_ref()
@@ -434,7 +440,7 @@ impl Client {
         };
         rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);
 
-        let result = self.exchange(head, &up, &up_head, &mut body, rec).await;
+        let result = self.exchange(head, &up, &mut up_head, &mut body, rec).await;
         rec.bytes_in += body.read;
         match result {
             Ok(next) => next,

@@ -26,13 +26,17 @@ use crate::upstream::{self, Stream};
 /// read that fills it doubles it for the next one, up to [`READ_CHUNK`].
 const FIRST_UP_BUF: usize = 1024;
 
+/// Held body bytes up to this many go out in one write with the head, in
+/// bytes.
+pub(super) const SMALL_HELD: usize = 16 * 1024;
+
 impl Client {
     /// Sends the request upstream and relays the response (SPEC §3.9–13).
     pub(super) async fn exchange(
         &mut self,
         head: &RequestHead,
         up: &Arc<Upstream>,
-        up_head: &[u8],
+        up_head: &mut Vec<u8>,
         body: &mut Body,
         rec: &mut Record,
     ) -> Result<Next, Failure> {
@@ -89,18 +93,21 @@ impl Client {
     async fn send(
         &mut self,
         stream: &mut Stream,
-        up_head: &[u8],
+        up_head: &mut Vec<u8>,
         body: &mut Body,
         sent_from: &mut Option<usize>,
     ) -> Result<(), Failure> {
         let closed = |_| Failure::Answer(Error::UpstreamClosed);
         let held = &self.buf[sent_from.unwrap_or(body.pos)..body.pos];
-        if held.len() <= 16 * 1024 {
-            // One segment for the common small request.
-            let mut first = Vec::with_capacity(up_head.len() + held.len());
-            first.extend_from_slice(up_head);
-            first.extend_from_slice(held);
-            stream.write_all(&first).await.map_err(closed)?;
+        if held.len() <= SMALL_HELD {
+            // One segment for the common small request, written from the
+            // head's own buffer (sized for it); the head is kept as it was
+            // for a retry.
+            let head_len = up_head.len();
+            up_head.extend_from_slice(held);
+            let written = stream.write_all(up_head).await;
+            up_head.truncate(head_len);
+            written.map_err(closed)?;
         } else {
             stream.write_all(up_head).await.map_err(closed)?;
             stream.write_all(held).await.map_err(closed)?;
