@@ -7,10 +7,11 @@
 //! router's CPU on small requests. Any other line writes the batch before
 //! it, at once, so the order of lines is kept; the server runs the
 //! [`flusher`] task and writes what is left before it exits. Without that
-//! task (before the server runs), every line is written at once. Does not
-//! own: deciding what is safe to log —
-//! callers pass only method, path, model, status and counts; there is
-//! deliberately no way to pass a header value or a body.
+//! task (before the server runs), every line is written at once.
+//!
+//! Does not own: deciding what is safe to log — callers pass only method,
+//! path, model, status and counts; there is deliberately no way to pass a
+//! header value or a body.
 
 use std::fmt::Write as _;
 use std::io::Write as _;

@@ -60,7 +60,7 @@ pub fn expire() {
     lock().expire(Instant::now());
 }
 
-/// Bytes of capacity kept, for tests and the benchmark's reading of them.
+/// Bytes of capacity kept.
 pub fn kept_bytes() -> usize {
     lock().spares.iter().map(|s| s.buf.capacity()).sum()
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{grow, Body, Client, Failure, Next, Record, MAX_READ_AHEAD, READ_CHUNK, REPLAY_LIMIT};
+use super::{
+    grow, Body, Client, Failure, Next, Record, FIRST_UP_BUF, MAX_READ_AHEAD, READ_CHUNK,
+    REPLAY_LIMIT, SMALL_HELD,
+};
 use crate::error::Error;
 use crate::http::body::Decoder;
 use crate::http::head::{self, Framing, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES};
@@ -19,16 +22,6 @@ use crate::http::Version;
 use crate::route::Upstream;
 use crate::spare;
 use crate::upstream::{self, Stream};
-
-/// First size of the buffer an upstream response is read into, in bytes:
-/// a response head and an SSE event fit, and it is held for the whole of a
-/// stream (500 open streams: 7.2 MiB peak with 1 KiB, 8.2 with 4 KiB). A
-/// read that fills it doubles it for the next one, up to [`READ_CHUNK`].
-const FIRST_UP_BUF: usize = 1024;
-
-/// Held body bytes up to this many go out in one write with the head, in
-/// bytes.
-pub(super) const SMALL_HELD: usize = 16 * 1024;
 
 impl Client {
     /// Sends the request upstream and relays the response (SPEC §3.9–13).
