@@ -12,6 +12,10 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use llmhop::scan::json::JsonScanner;
+
+#[path = "common/filler.rs"]
+mod filler;
+use filler::base64_filler;
 use llmhop::scan::{Scan, ScanError};
 
 /// The router's read size, in bytes: the scanner sees pieces this large.
@@ -25,20 +29,6 @@ const RUNS: usize = 9;
 
 /// Timed runs for serde_json, which is far slower.
 const SERDE_RUNS: usize = 5;
-
-/// `len` pseudo-random base64 characters (seeded: the same every run).
-fn base64_filler(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x >> 58) as usize] as char
-        })
-        .collect()
-}
 
 /// A chat request with one image, `model` placed as `at` says.
 fn document(at: &str, image: &str) -> Vec<u8> {

@@ -18,6 +18,7 @@ use std::process::ExitCode;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::filler::base64_filler;
 use crate::wire::Wire;
 use crate::{procfs, BodyKind, Scenario, Target, CONTROL_PORT, MODELS, UPSTREAMS};
 
@@ -118,21 +119,6 @@ pub fn request(body: BodyKind, sse: Option<(u32, u64)>, model: &str) -> Vec<u8> 
     .into_bytes();
     out.extend_from_slice(json.as_bytes());
     out
-}
-
-/// `len` pseudo-random base64 characters (a seeded xorshift: the same
-/// bytes every run).
-pub fn base64_filler(len: usize) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            ALPHABET[(x >> 58) as usize] as char
-        })
-        .collect()
 }
 
 /// The proxy's CPU ticks and the upstream's (accepts, requests) now.

@@ -11,6 +11,8 @@
 //! below are shared by all three roles, so a scenario or a target is
 //! defined in exactly one place.
 
+#[path = "../common/filler.rs"]
+mod filler;
 mod load;
 mod procfs;
 mod run;

@@ -19,21 +19,6 @@ fn run<'a>(pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<Scan> {
     answers
 }
 
-fn record(answers: &mut Vec<Scan>, scan: Scan) {
-    match (answers.last(), scan) {
-        (Some(Scan::Invalid(before)), now) => assert_eq!(now, Scan::Invalid(*before), "sticky"),
-        (_, Scan::NeedMore) => {}
-        (_, Scan::Found(model)) => {
-            assert!(
-                !answers.iter().any(|a| matches!(a, Scan::Found(_))),
-                "found twice"
-            );
-            answers.push(Scan::Found(model));
-        }
-        (_, invalid) => answers.push(invalid),
-    }
-}
-
 /// The answers for `doc` fed whole, byte by byte and in two pieces at
 /// every position (when `all_splits`), asserted identical.
 fn every_split(doc: &[u8], all_splits: bool) -> Vec<Scan> {
@@ -58,7 +43,7 @@ fn every_split(doc: &[u8], all_splits: bool) -> Vec<Scan> {
     whole
 }
 
-use crate::scan::want::Want;
+use crate::scan::want::{record, Want};
 
 use ScanError::{Duplicate, Missing, NotString, Syntax};
 use Want::{Found, FoundThen, Invalid};

@@ -24,21 +24,6 @@ fn run<'a>(boundary: &[u8], pieces: impl IntoIterator<Item = &'a [u8]>) -> Vec<S
     answers
 }
 
-fn record(answers: &mut Vec<Scan>, scan: Scan) {
-    match (answers.last(), scan) {
-        (Some(Scan::Invalid(before)), now) => assert_eq!(now, Scan::Invalid(*before), "sticky"),
-        (_, Scan::NeedMore) => {}
-        (_, Scan::Found(model)) => {
-            assert!(
-                !answers.iter().any(|a| matches!(a, Scan::Found(_))),
-                "found twice"
-            );
-            answers.push(Scan::Found(model));
-        }
-        (_, invalid) => answers.push(invalid),
-    }
-}
-
 /// The answers for `body` fed whole, byte by byte and (when
 /// `all_splits`) in two pieces at every position, asserted identical.
 fn every_split(boundary: &[u8], body: &[u8], all_splits: bool) -> Vec<Scan> {
@@ -59,7 +44,7 @@ fn every_split(boundary: &[u8], body: &[u8], all_splits: bool) -> Vec<Scan> {
     whole
 }
 
-use crate::scan::want::Want;
+use crate::scan::want::{record, Want};
 
 use Want::{Found, FoundThen, Invalid};
 
