@@ -52,6 +52,10 @@ const SMALL_HELD: usize = 16 * 1024;
 /// in bytes. A larger body is not replayed (its failure is a 502).
 const REPLAY_LIMIT: usize = 1024 * 1024;
 
+/// A [`Record::said`] up to this capacity is reused by the next request,
+/// in bytes (a path is rarely longer; a longer one is not kept).
+const SAID_KEPT: usize = 1024;
+
 /// Pipelined request bytes read ahead while a response is relayed, in
 /// bytes; past this the client is not read until the response is done.
 const MAX_READ_AHEAD: usize = 64 * 1024;
@@ -71,10 +75,11 @@ pub async fn serve(
 ) {
     let mut client = Client {
         stream,
-        peer,
+        peer: peer.ip().to_string(),
         config,
         shutdown,
         buf: Vec::new(),
+        said: Vec::new(),
     };
     loop {
         match client.request().await {
@@ -99,12 +104,15 @@ enum Next {
 
 struct Client {
     stream: TcpStream,
-    peer: SocketAddr,
+    /// The client's IP address as text, for `X-Forwarded-For` and the log.
+    peer: String,
     config: Arc<Config>,
     shutdown: watch::Receiver<bool>,
     /// Bytes read from the client and not yet released: the current head,
     /// body bytes held or kept for replay, then anything pipelined.
     buf: Vec<u8>,
+    /// The last [`Record::said`], kept for the next request's record.
+    said: Vec<u8>,
 }
 
 impl Drop for Client {
@@ -116,8 +124,10 @@ impl Drop for Client {
 /// The access-log facts of one request, filled in as it goes.
 struct Record {
     start: Instant,
-    method: String,
-    path: String,
+    /// The request's method then its path, as sent (the head is released
+    /// before the line is written); the method is `method_len` bytes.
+    said: Vec<u8>,
+    method_len: usize,
     model: Option<String>,
     upstream: Option<Arc<Upstream>>,
     status: u16,
@@ -225,10 +235,11 @@ impl Client {
                 (next, rec)
             }
         };
+        let (method, path) = rec.said.split_at(rec.method_len);
         log::access(&log::Access {
-            client: self.peer,
-            method: rec.method.as_bytes(),
-            path: rec.path.as_bytes(),
+            client: &self.peer,
+            method,
+            path,
             model: rec.model.as_deref(),
             status: rec.status,
             upstream: rec.upstream.as_ref().map(|u| u.origin.as_str()),
@@ -236,21 +247,26 @@ impl Client {
             bytes_in: rec.bytes_in,
             bytes_out: rec.bytes_out,
         });
+        if rec.said.capacity() <= SAID_KEPT {
+            self.said = rec.said;
+        }
         next
     }
 
-    fn record(&self, head: Option<&RequestHead>) -> Record {
-        let (method, path) = match head {
-            Some(h) => (
-                String::from_utf8_lossy(&self.buf[h.method.clone()]).into_owned(),
-                String::from_utf8_lossy(&self.buf[h.path.clone()]).into_owned(),
-            ),
-            None => (String::new(), String::new()),
-        };
+    fn record(&mut self, head: Option<&RequestHead>) -> Record {
+        let mut said = std::mem::take(&mut self.said);
+        said.clear();
+        if let Some(h) = head {
+            said.extend_from_slice(&self.buf[h.method.clone()]);
+        }
+        let method_len = said.len();
+        if let Some(h) = head {
+            said.extend_from_slice(&self.buf[h.path.clone()]);
+        }
         Record {
             start: Instant::now(),
-            method,
-            path,
+            said,
+            method_len,
             model: None,
             upstream: None,
             status: 0,
@@ -443,7 +459,7 @@ impl Client {
             path: forward_path
                 .as_ref()
                 .map_or(&self.buf[head.path.clone()], |p| p.as_slice()),
-            client: self.peer.ip(),
+            client: self.peer.as_bytes(),
             strip_auth: config.tokens.enabled(),
         };
         rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);

@@ -15,7 +15,6 @@
 
 use std::fmt::Write as _;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::ops::Range;
 use std::sync::OnceLock;
 
@@ -944,13 +943,13 @@ fn rewrite_request(ctl: u8, buf: &[u8]) {
     let up = &ups[usize::from(ctl >> 1) % ups.len()];
     let strip_auth = ctl & 0x10 != 0;
     let client = if ctl & 0x20 != 0 {
-        IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x42))
+        "2001:db8::42"
     } else {
-        IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))
+        "192.0.2.1"
     };
     let fwd = rewrite::Forward {
         path: &buf[head.path.clone()],
-        client,
+        client: client.as_bytes(),
         strip_auth,
     };
     let mut out = b"leftover".to_vec();
@@ -1046,7 +1045,7 @@ fn rewrite_request(ctl: u8, buf: &[u8]) {
             .collect();
         let last = xff.last().map(|v| v.as_slice()).unwrap_or_default();
         assert!(
-            last.ends_with(client.to_string().as_bytes()),
+            last.ends_with(client.as_bytes()),
             "X-Forwarded-For does not end with the client address: {xff:?}"
         );
     }

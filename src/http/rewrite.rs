@@ -7,8 +7,6 @@
 //! [`super::head`]) or validation of configured values (done at config load;
 //! re-asserted here).
 
-use std::net::IpAddr;
-
 use super::head::{HeaderIdx, RequestHead, ResponseHead};
 use super::{is_safe_value, Version};
 use crate::route::Upstream;
@@ -37,8 +35,8 @@ pub struct Forward<'a> {
     /// The path to forward (the client's, or the rest of a `/route/{model}`
     /// path), appended to the upstream's prefix.
     pub path: &'a [u8],
-    /// The client's address, appended to `X-Forwarded-For`.
-    pub client: IpAddr,
+    /// The client's address as text, appended to `X-Forwarded-For`.
+    pub client: &'a [u8],
     /// Auth is on: the client's `Authorization` and `x-api-key` are
     /// llmhop's, not the upstream's.
     pub strip_auth: bool,
@@ -76,7 +74,7 @@ pub fn request_head(
     // Then llmhop writes its own, or the configured one stands alone.
     let xff: &[u8] = b"x-forwarded-for";
     let configured_xff = upstream.header_names.iter().any(|n| n == xff);
-    let client_xff_dropped = configured_xff || named.iter().any(|n| n == xff);
+    let client_xff_dropped = configured_xff || named.iter().any(|n| n.eq_ignore_ascii_case(xff));
     let last_xff = head
         .headers
         .iter()
@@ -85,18 +83,18 @@ pub fn request_head(
     let mut wrote_host = false;
     for (i, h) in head.headers.iter().enumerate() {
         let name = &buf[h.name.clone()];
-        let lower = name.to_ascii_lowercase();
-        if lower == b"host" {
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        if is(b"host") {
             if !wrote_host {
                 host_line(out, upstream);
                 wrote_host = true;
             }
             continue;
         }
-        let auth = lower == b"authorization" || lower == b"x-api-key";
-        if is_hop_by_hop(&lower, &named, head.upgrade)
+        let auth = is(b"authorization") || is(b"x-api-key");
+        if is_hop_by_hop(name, &named, head.upgrade)
             || (fwd.strip_auth && auth)
-            || upstream.header_names.contains(&lower)
+            || upstream.header_names.iter().any(|n| is(n))
         {
             continue;
         }
@@ -105,7 +103,7 @@ pub fn request_head(
         out.extend_from_slice(&buf[h.value.clone()]);
         if Some(i) == last_xff {
             out.extend_from_slice(b", ");
-            out.extend_from_slice(fwd.client.to_string().as_bytes());
+            out.extend_from_slice(fwd.client);
         }
         out.extend_from_slice(b"\r\n");
     }
@@ -119,7 +117,7 @@ pub fn request_head(
     }
     if last_xff.is_none() && !configured_xff {
         out.extend_from_slice(b"X-Forwarded-For: ");
-        out.extend_from_slice(fwd.client.to_string().as_bytes());
+        out.extend_from_slice(fwd.client);
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(&upstream.header_block);
@@ -130,15 +128,18 @@ pub fn request_head(
     );
 }
 
-/// Whether a field (lower-cased name) stops at this hop: the fixed
+/// Whether a field stops at this hop: the fixed
 /// hop-by-hop set and what `Connection` names (never a framing field),
 /// except `Upgrade` when the connection is being upgraded.
-fn is_hop_by_hop(lower: &[u8], named: &[Vec<u8>], upgrade: bool) -> bool {
-    if upgrade && lower == b"upgrade" {
+///
+/// Names are compared ignoring ASCII case (RFC 9110 §5.1), without
+/// lower-casing copies: this runs for every field of every message.
+fn is_hop_by_hop(name: &[u8], named: &[&[u8]], upgrade: bool) -> bool {
+    let is = |n: &&[u8]| name.eq_ignore_ascii_case(n);
+    if upgrade && name.eq_ignore_ascii_case(b"upgrade") {
         return false;
     }
-    HOP_BY_HOP.contains(&lower)
-        || (named.iter().any(|n| n == lower) && !NEVER_DROPPED.contains(&lower))
+    HOP_BY_HOP.iter().any(is) || (named.iter().any(is) && !NEVER_DROPPED.iter().any(is))
 }
 
 fn host_line(out: &mut Vec<u8>, upstream: &Upstream) {
@@ -197,14 +198,14 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     let mut has_accel = false;
     for h in &head.headers {
         let name = &buf[h.name.clone()];
-        let lower = name.to_ascii_lowercase();
-        if is_hop_by_hop(&lower, &named, client.upgrade)
-            || (client.dechunk && lower == b"transfer-encoding")
-            || (chunked_or_coded && lower == b"content-length")
+        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
+        if is_hop_by_hop(name, &named, client.upgrade)
+            || (client.dechunk && is(b"transfer-encoding"))
+            || (chunked_or_coded && is(b"content-length"))
         {
             continue;
         }
-        has_accel |= lower == b"x-accel-buffering";
+        has_accel |= is(b"x-accel-buffering");
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(&buf[h.value.clone()]);
@@ -228,16 +229,16 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     );
 }
 
-/// Lower-cased field names listed in `Connection` options (RFC 9110 §7.6.1:
+/// Field names listed in `Connection` options, as sent (RFC 9110 §7.6.1:
 /// the sender wants them removed at the next hop).
-fn connection_options(buf: &[u8], headers: &[HeaderIdx]) -> Vec<Vec<u8>> {
+fn connection_options<'b>(buf: &'b [u8], headers: &[HeaderIdx]) -> Vec<&'b [u8]> {
     let mut named = Vec::new();
     for h in headers {
         if buf[h.name.clone()].eq_ignore_ascii_case(b"connection") {
             for opt in buf[h.value.clone()].split(|&b| b == b',') {
                 let opt = opt.trim_ascii();
                 if !opt.is_empty() {
-                    named.push(opt.to_ascii_lowercase());
+                    named.push(opt);
                 }
             }
         }
@@ -261,7 +262,6 @@ mod tests {
     use crate::http::head::{parse_request, Status};
     use crate::route::{Scheme, Table, Target, Url};
     use crate::secrets::Secret;
-    use std::net::Ipv4Addr;
 
     /// The head written upstream for `request`, to a model on
     /// `http://up:8000` with `configured` headers.
@@ -286,7 +286,7 @@ mod tests {
         let table = Table::new(vec![target]);
         let fwd = Forward {
             path: &request[head.path.clone()],
-            client: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
+            client: b"192.0.2.1",
             strip_auth: false,
         };
         let mut out = Vec::new();
