@@ -281,6 +281,39 @@ fn big_string_before_the_key() {
     assert_eq!(run(doc.as_bytes().chunks(8191)), answers);
 }
 
+/// Strings longer than the search window: a control byte or an escape on
+/// either side of each window boundary is seen, fed whole or in pieces
+/// that straddle the boundaries differently.
+#[test]
+fn strings_longer_than_the_search_window() {
+    let len = 3 * STRING_WINDOW + 5;
+    let key_last = |string: &[u8]| [br#"{"image":""#, string, br#"","model":"vl"}"#].concat();
+    let plain = base64ish(len).into_bytes();
+    let mut cases = vec![(key_last(&plain), vec![Scan::Found("vl".into())])];
+    for at in [
+        STRING_WINDOW - 1,
+        STRING_WINDOW,
+        2 * STRING_WINDOW + 1,
+        len - 1,
+    ] {
+        let mut control = plain.clone();
+        control[at] = b'\n';
+        cases.push((key_last(&control), vec![Scan::Invalid(ScanError::Syntax)]));
+        let mut escaped = plain.clone();
+        escaped[at - 1..=at].copy_from_slice(br#"\""#);
+        cases.push((key_last(&escaped), vec![Scan::Found("vl".into())]));
+    }
+    for (doc, want) in cases {
+        match oracle(&doc) {
+            Ok(answers) => assert_eq!(answers, want, "serde_json"),
+            Err(_) => assert_eq!(want, [Scan::Invalid(ScanError::Syntax)], "serde_json"),
+        }
+        for piece in [doc.len(), STRING_WINDOW + 3, 4097] {
+            assert_eq!(run(doc.chunks(piece)), want, "pieces of {piece}");
+        }
+    }
+}
+
 /// `len` bytes of base64-looking text, `/` and `+` included.
 fn base64ish(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
