@@ -68,6 +68,7 @@ pub fn main(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        let stop = shutdown_signal();
         let bound = if inherited.is_empty() {
             bind(&config.listen).await
         } else {
@@ -80,7 +81,7 @@ pub fn main(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        run(listeners, Arc::new(config), shutdown_signal()).await;
+        run(listeners, Arc::new(config), stop).await;
         ExitCode::SUCCESS
     })
 }
@@ -266,19 +267,26 @@ impl Acceptor {
     }
 }
 
-/// Completes on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once, and returns what
+/// completes on the first of them. At once, not when first awaited: a
+/// supervisor may signal as soon as it sees `READY=1` or the `listening`
+/// line, and a signal before the handlers exist kills the process without
+/// a drain or `STOPPING=1` (seen once in CI, under load).
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
+    let handlers = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
-    ) else {
-        // Without signal handlers the process still dies on SIGTERM.
-        std::future::pending::<()>().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            // Without signal handlers the process still dies on SIGTERM.
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }

@@ -354,6 +354,32 @@ fn notify_socket_gets_ready_and_stopping() {
     notify_lifecycle(&rx, path.to_str().unwrap());
 }
 
+/// A supervisor may stop the router the moment it reports ready: the
+/// signal handlers must already be there (a SIGTERM before them kills the
+/// process with no drain and no `STOPPING=1`; CI hit that once, under load).
+#[test]
+fn sigterm_right_after_ready_drains() {
+    let (upstream, _seen) = fake_upstream();
+    let config = write_config(upstream);
+    for _ in 0..5 {
+        let path = scratch(".sock");
+        let rx = UnixDatagram::bind(&path).unwrap();
+        let _cleanup = Scratch(path.clone());
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmhop"));
+        cmd.arg("--config")
+            .arg(&config.0)
+            .env("NOTIFY_SOCKET", &path)
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null());
+        let mut router = Router::spawn(cmd);
+        expect_state(&rx, "READY=1");
+        router.sigterm();
+        expect_state(&rx, "STOPPING=1");
+        assert!(router.wait_exit().success());
+    }
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn notify_socket_abstract_name() {
