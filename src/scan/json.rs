@@ -576,18 +576,24 @@ impl JsonScanner {
 /// Whether `bytes` holds a byte below 0x20.
 ///
 /// Written as a min over fixed-size blocks so the compiler vectorises it;
-/// a plain `any` would stop to branch on every byte.
+/// a plain `any` would stop to branch on every byte. Large blocks first:
+/// the horizontal min at the end of a block costs as much as folding 64
+/// bytes (on a 16 KiB window in L1: 1 KiB blocks 71 GB/s, 128-byte blocks
+/// alone 44 GB/s); then 128-byte blocks, so that a string of a few hundred
+/// bytes is not left to the bytewise tail.
 fn has_control(bytes: &[u8]) -> bool {
-    /// Bytes per block: one branch per eight 128-bit vectors (measured: 32
-    /// bytes skip a 20 MiB string at 5.0 GB/s, 128 at 5.8, 256 no faster).
-    const BLOCK: usize = 128;
-    let mut blocks = bytes.chunks_exact(BLOCK);
-    for block in &mut blocks {
-        if block.iter().fold(u8::MAX, |min, &b| min.min(b)) < 0x20 {
-            return true;
-        }
+    fn below(block: &[u8]) -> bool {
+        block.iter().fold(u8::MAX, |min, &b| min.min(b)) < 0x20
     }
-    blocks.remainder().iter().any(|&b| b < 0x20)
+    let mut large = bytes.chunks_exact(1024);
+    if large.any(below) {
+        return true;
+    }
+    let mut small = large.remainder().chunks_exact(128);
+    if small.any(below) {
+        return true;
+    }
+    small.remainder().iter().any(|&b| b < 0x20)
 }
 
 #[cfg(test)]

@@ -281,6 +281,27 @@ fn big_string_before_the_key() {
     assert_eq!(run(doc.as_bytes().chunks(8191)), answers);
 }
 
+/// The control-byte check finds one at every position, whichever of its
+/// block sizes (1 KiB, 128 bytes, the bytewise tail) covers it.
+#[test]
+fn control_bytes_found_in_every_block_size() {
+    for len in [
+        0, 1, 127, 128, 129, 1023, 1024, 1025, 1151, 1152, 1153, 2300,
+    ] {
+        let mut bytes = vec![b'A'; len];
+        assert!(!has_control(&bytes), "len {len}");
+        for at in 0..len {
+            for byte in [0x00, 0x1f] {
+                bytes[at] = byte;
+                assert!(has_control(&bytes), "len {len}, {byte:#x} at {at}");
+            }
+            bytes[at] = 0x20;
+            assert!(!has_control(&bytes), "len {len}, 0x20 at {at}");
+            bytes[at] = b'A';
+        }
+    }
+}
+
 /// Strings longer than the search window: a control byte or an escape on
 /// either side of each window boundary is seen, fed whole or in pieces
 /// that straddle the boundaries differently.
