@@ -261,15 +261,12 @@ impl Client {
     }
 
     fn record(&mut self, head: Option<&RequestHead>) -> Record {
+        let (method, path) = head.map_or((0..0, 0..0), |h| (h.method.clone(), h.path.clone()));
         let mut said = std::mem::take(&mut self.said);
         said.clear();
-        if let Some(h) = head {
-            said.extend_from_slice(&self.buf[h.method.clone()]);
-        }
+        said.extend_from_slice(&self.buf[method]);
         let method_len = said.len();
-        if let Some(h) = head {
-            said.extend_from_slice(&self.buf[h.path.clone()]);
-        }
+        said.extend_from_slice(&self.buf[path]);
         Record {
             start: Instant::now(),
             said,

@@ -128,9 +128,9 @@ pub fn request_head(
     );
 }
 
-/// Whether a field stops at this hop: the fixed
-/// hop-by-hop set and what `Connection` names (never a framing field),
-/// except `Upgrade` when the connection is being upgraded.
+/// Whether a field stops at this hop: the fixed hop-by-hop set and what
+/// `Connection` names (never a framing field), except `Upgrade` when the
+/// connection is being upgraded.
 ///
 /// Names are compared ignoring ASCII case (RFC 9110 §5.1), without
 /// lower-casing copies: this runs for every field of every message.
