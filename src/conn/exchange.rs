@@ -128,7 +128,9 @@ impl Client {
                 .await
                 .map_err(closed)?;
         }
-        Ok(())
+        // TLS may hold the last bytes back when the socket was full: a
+        // write that is accepted is not yet sent.
+        stream.flush().await.map_err(closed)
     }
 
     /// Reads the upstream's final response head, skipping 1xx interim
@@ -294,7 +296,7 @@ impl Client {
             return Err(Failure::Close);
         }
         let ahead = std::mem::take(&mut self.buf);
-        if stream.write_all(&ahead).await.is_err() {
+        if send(&mut stream, &ahead).await.is_err() {
             return Err(Failure::Close);
         }
         rec.bytes_in += ahead.len() as u64;
@@ -307,7 +309,7 @@ impl Client {
             tokio::select! {
                 r = self.stream.read(&mut up_buf) => match r {
                     Ok(n) if n > 0 => {
-                        if stream.write_all(&up_buf[..n]).await.is_err() {
+                        if send(&mut stream, &up_buf[..n]).await.is_err() {
                             break;
                         }
                         rec.bytes_in += n as u64;
@@ -352,4 +354,11 @@ impl Client {
             }
         }
     }
+}
+
+/// Writes `bytes` to the upstream and flushes them: through TLS, a write
+/// that was accepted may still sit in the session until flushed.
+async fn send(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+    stream.write_all(bytes).await?;
+    stream.flush().await
 }
