@@ -63,6 +63,11 @@ const REPLAY_LIMIT: usize = 1024 * 1024;
 /// in bytes (a path is rarely longer; a longer one is not kept).
 const SAID_KEPT: usize = 1024;
 
+/// The upstream head, response and relay buffers of a request are reused
+/// by the next one on the connection when no larger than this, in bytes
+/// (what a chat exchange needs; a grown stream buffer is let go).
+const SCRATCH_KEPT: usize = 4 * 1024;
+
 /// Pipelined request bytes read ahead while a response is relayed, in
 /// bytes; past this the client is not read until the response is done.
 const MAX_READ_AHEAD: usize = 64 * 1024;
@@ -87,6 +92,7 @@ pub async fn serve(
         shutdown,
         buf: Vec::new(),
         said: Vec::new(),
+        scratch: Scratch::default(),
     };
     loop {
         match client.request().await {
@@ -120,6 +126,29 @@ struct Client {
     buf: Vec<u8>,
     /// The last [`Record::said`], kept for the next request's record.
     said: Vec<u8>,
+    /// Buffers of the last exchange, kept for the next one.
+    scratch: Scratch,
+}
+
+/// A request's working buffers, empty between requests; each is kept only
+/// up to [`SCRATCH_KEPT`] bytes of capacity.
+#[derive(Default)]
+struct Scratch {
+    /// The upstream request head.
+    up_head: Vec<u8>,
+    /// Bytes read from the upstream.
+    ubuf: Vec<u8>,
+    /// Bytes on their way to the client.
+    out: Vec<u8>,
+}
+
+/// `buf`, emptied, if small enough to keep.
+fn kept(mut buf: Vec<u8>) -> Vec<u8> {
+    if buf.capacity() > SCRATCH_KEPT {
+        return Vec::new();
+    }
+    buf.clear();
+    buf
 }
 
 impl Drop for Client {
@@ -456,7 +485,8 @@ impl Client {
         // SPEC §3.9: the upstream head.
         // Room for the held body too when it goes out with the head.
         let held = body.pos - head.len;
-        let mut up_head = Vec::with_capacity(
+        let mut up_head = std::mem::take(&mut self.scratch.up_head);
+        up_head.reserve(
             head.len + 128 + up.header_block.len() + if held <= SMALL_HELD { held } else { 0 },
         );
         let forward = Forward {
@@ -469,6 +499,7 @@ impl Client {
         rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);
 
         let result = self.exchange(head, &up, &mut up_head, &mut body, rec).await;
+        self.scratch.up_head = kept(up_head);
         rec.bytes_in += body.read;
         match result {
             Ok(next) => next,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{
-    grow, Body, Client, Failure, Next, Record, FIRST_UP_BUF, MAX_READ_AHEAD, READ_CHUNK,
+    grow, kept, Body, Client, Failure, Next, Record, FIRST_UP_BUF, MAX_READ_AHEAD, READ_CHUNK,
     REPLAY_LIMIT, SMALL_HELD,
 };
 use crate::error::Error;
@@ -142,7 +142,8 @@ impl Client {
         head_request: bool,
         request_end: usize,
     ) -> Result<Option<(Vec<u8>, ResponseHead)>, Failure> {
-        let mut ubuf = Vec::with_capacity(FIRST_UP_BUF);
+        let mut ubuf = std::mem::take(&mut self.scratch.ubuf);
+        ubuf.reserve(FIRST_UP_BUF);
         let mut any = false;
         loop {
             if !ubuf.is_empty() {
@@ -189,7 +190,8 @@ impl Client {
             || rh.framing == Framing::UntilClose
             || dechunk
             || self.shutting_down();
-        let mut out = Vec::with_capacity(rh.len + 64);
+        let mut out = std::mem::take(&mut self.scratch.out);
+        out.reserve(rh.len + 64);
         rewrite::response_head(
             &ubuf,
             &rh,
@@ -239,7 +241,9 @@ impl Client {
                 if rh.keep_alive && pos == ubuf.len() && rh.framing != Framing::UntilClose {
                     up.pool.put(stream);
                 }
-                return self.finish_relay(&out, close, rec).await;
+                let next = self.finish_relay(&out, close, rec).await;
+                self.keep(ubuf, out);
+                return next;
             }
             if !out.is_empty() {
                 if self.stream.write_all(&out).await.is_err() {
@@ -259,11 +263,21 @@ impl Client {
             match self.read_upstream(&mut stream, &mut ubuf, 0).await {
                 // A close-delimited body ends here; any other is truncated,
                 // and the client must not take it as complete.
-                Ok(0) if decoder.eof().is_ok() => return self.finish_relay(&[], close, rec).await,
+                Ok(0) if decoder.eof().is_ok() => {
+                    let next = self.finish_relay(&[], close, rec).await;
+                    self.keep(ubuf, out);
+                    return next;
+                }
                 Ok(0) | Err(_) => return Err(Failure::Close),
                 Ok(_) => {}
             }
         }
+    }
+
+    /// Keeps a relay's buffers for the next response on this connection.
+    fn keep(&mut self, ubuf: Vec<u8>, out: Vec<u8>) {
+        self.scratch.ubuf = kept(ubuf);
+        self.scratch.out = kept(out);
     }
 
     /// Writes the last bytes of a relayed response and says what comes next.
