@@ -17,7 +17,9 @@ use tokio::sync::watch;
 use crate::config::Config;
 use crate::error::Error;
 use crate::http::body::{BodyError, Decoder};
-use crate::http::head::{self, ContentKind, Framing, RequestHead, Status, MAX_HEAD_BYTES};
+use crate::http::head::{
+    self, ContentKind, Framing, HeaderIdx, RequestHead, Status, MAX_HEAD_BYTES,
+};
 use crate::http::rewrite::{self, Forward};
 use crate::http::{respond, Version};
 use crate::log;
@@ -140,6 +142,10 @@ struct Scratch {
     ubuf: Vec<u8>,
     /// Bytes on their way to the client.
     out: Vec<u8>,
+    /// The field index of the request head, then of the response head
+    /// (at most [`head::MAX_HEADERS`] entries each).
+    request_fields: Vec<HeaderIdx>,
+    response_fields: Vec<HeaderIdx>,
 }
 
 /// `buf`, emptied, if small enough to keep.
@@ -180,7 +186,10 @@ struct Body {
     scanner: Option<Scanner>,
     /// Offset in `Client::buf` of the first byte not yet decoded.
     pos: usize,
+    /// The model once found (taken by the request's record when routed).
     model: Option<String>,
+    /// Whether a model was found: the body's end checks it.
+    found: bool,
     finished: bool,
     /// Wire bytes of the body decoded so far, for the access log.
     read: u64,
@@ -208,7 +217,7 @@ impl Body {
                 let last = scanner.finish();
                 self.note(last)?;
             }
-            if self.model.is_none() {
+            if !self.found {
                 return Err(Error::Scan(ScanError::Missing));
             }
         }
@@ -227,6 +236,7 @@ impl Body {
             Scan::NeedMore => Ok(()),
             Scan::Found(m) => {
                 self.model = Some(m);
+                self.found = true;
                 Ok(())
             }
             Scan::Invalid(e) => Err(Error::Scan(e)),
@@ -268,6 +278,7 @@ impl Client {
                 } else {
                     self.dispatch(&head, &mut rec).await
                 };
+                self.scratch.request_fields = head.headers;
                 (next, rec)
             }
         };
@@ -321,7 +332,8 @@ impl Client {
                 // the first bytes, to refuse garbage at once): a head
                 // trickled byte by byte must not cost a parse per byte.
                 if scanned == 0 || ends_head(&self.buf, scanned) {
-                    if let Status::Complete(head) = head::parse_request(&self.buf)? {
+                    let index = std::mem::take(&mut self.scratch.request_fields);
+                    if let Status::Complete(head) = head::parse_request_into(&self.buf, index)? {
                         return Ok(Some(head));
                     }
                 }
@@ -450,6 +462,7 @@ impl Client {
             decoder: Decoder::new(head.framing, Some(cap)),
             scanner,
             pos: head.len,
+            found: known.is_some(),
             model: known,
             finished: false,
             read: 0,
@@ -460,7 +473,7 @@ impl Client {
             if let Err(err) = body.advance(&self.buf) {
                 return self.reject_in_body(rec, &err, &body).await;
             }
-            if body.model.is_some() {
+            if body.found {
                 break;
             }
             match self.read_more().await {
@@ -471,8 +484,7 @@ impl Client {
                 }
             }
         }
-        // `body` keeps its own copy: at its end, it checks one was found.
-        rec.model = body.model.clone();
+        rec.model = body.model.take();
         let model = rec.model.as_deref().unwrap_or_default();
 
         // SPEC §3.8: exact match.

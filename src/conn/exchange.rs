@@ -16,7 +16,9 @@ use super::{
 };
 use crate::error::Error;
 use crate::http::body::Decoder;
-use crate::http::head::{self, Framing, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES};
+use crate::http::head::{
+    self, Framing, HeaderIdx, RequestHead, ResponseHead, Status, MAX_HEAD_BYTES,
+};
 use crate::http::rewrite::{self, ClientSide};
 use crate::http::Version;
 use crate::route::Upstream;
@@ -147,7 +149,8 @@ impl Client {
         let mut any = false;
         loop {
             if !ubuf.is_empty() {
-                match head::parse_response(&ubuf, head_request) {
+                let index = std::mem::take(&mut self.scratch.response_fields);
+                match head::parse_response_into(&ubuf, head_request, index) {
                     Ok(Status::Complete(rh))
                         if (100..200).contains(&rh.status) && rh.status != 101 =>
                     {
@@ -242,7 +245,7 @@ impl Client {
                     up.pool.put(stream);
                 }
                 let next = self.finish_relay(&out, close, rec).await;
-                self.keep(ubuf, out);
+                self.keep(ubuf, out, rh.headers);
                 return next;
             }
             if !out.is_empty() {
@@ -265,7 +268,7 @@ impl Client {
                 // and the client must not take it as complete.
                 Ok(0) if decoder.eof().is_ok() => {
                     let next = self.finish_relay(&[], close, rec).await;
-                    self.keep(ubuf, out);
+                    self.keep(ubuf, out, rh.headers);
                     return next;
                 }
                 Ok(0) | Err(_) => return Err(Failure::Close),
@@ -275,9 +278,10 @@ impl Client {
     }
 
     /// Keeps a relay's buffers for the next response on this connection.
-    fn keep(&mut self, ubuf: Vec<u8>, out: Vec<u8>) {
+    fn keep(&mut self, ubuf: Vec<u8>, out: Vec<u8>, fields: Vec<HeaderIdx>) {
         self.scratch.ubuf = kept(ubuf);
         self.scratch.out = kept(out);
+        self.scratch.response_fields = fields;
     }
 
     /// Writes the last bytes of a relayed response and says what comes next.

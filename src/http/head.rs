@@ -169,6 +169,15 @@ impl RequestHead {
 /// `Framing::Length(0)` is returned as is (not turned into `Empty`): the
 /// caller sees exactly what the client declared.
 pub fn parse_request(buf: &[u8]) -> Result<Status<RequestHead>, HeadError> {
+    parse_request_into(buf, Vec::new())
+}
+
+/// [`parse_request`], with the field index built in `index`'s allocation
+/// (a connection passes the one of its previous head).
+pub fn parse_request_into(
+    buf: &[u8],
+    index: Vec<HeaderIdx>,
+) -> Result<Status<RequestHead>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields);
     let len = match req.parse(window(buf)).map_err(from_httparse)? {
@@ -187,7 +196,7 @@ pub fn parse_request(buf: &[u8]) -> Result<Status<RequestHead>, HeadError> {
         return Err(HeadError::Target);
     }
     let (path, query) = split_target(buf, range_of(buf, target.as_bytes()))?;
-    let headers = index_fields(buf, req.headers);
+    let headers = index_fields(buf, req.headers, index);
     let seen = Summary::new(buf, &headers, Role::Request);
 
     if seen.authorization_fields > 1 || seen.content_type_fields > 1 || seen.api_key_fields > 1 {
@@ -389,6 +398,15 @@ pub struct ResponseHead {
 /// `keep_alive` is the version default adjusted by `Connection`, and false
 /// whenever the body ends with the connection or the framing was doubtful.
 pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Status<ResponseHead>, HeadError> {
+    parse_response_into(buf, head_request, Vec::new())
+}
+
+/// [`parse_response`], with the field index built in `index`'s allocation.
+pub fn parse_response_into(
+    buf: &[u8],
+    head_request: bool,
+    index: Vec<HeaderIdx>,
+) -> Result<Status<ResponseHead>, HeadError> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut res = httparse::Response::new(&mut fields);
     let len = match res.parse(window(buf)).map_err(from_httparse)? {
@@ -404,7 +422,7 @@ pub fn parse_response(buf: &[u8], head_request: bool) -> Result<Status<ResponseH
     if !(100..=599).contains(&status) {
         return Err(HeadError::Malformed);
     }
-    let headers = index_fields(buf, res.headers);
+    let headers = index_fields(buf, res.headers, index);
     let seen = Summary::new(buf, &headers, Role::Response);
     let (framing, reusable) = response_framing(status, head_request, version, &seen)?;
     let keep_alive = reusable && framing != Framing::UntilClose && keep_alive(version, &seen);
@@ -534,14 +552,17 @@ fn range_of(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
-fn index_fields(buf: &[u8], fields: &[httparse::Header<'_>]) -> Vec<HeaderIdx> {
-    fields
-        .iter()
-        .map(|f| HeaderIdx {
-            name: range_of(buf, f.name.as_bytes()),
-            value: range_of(buf, f.value),
-        })
-        .collect()
+fn index_fields(
+    buf: &[u8],
+    fields: &[httparse::Header<'_>],
+    mut index: Vec<HeaderIdx>,
+) -> Vec<HeaderIdx> {
+    index.clear();
+    index.extend(fields.iter().map(|f| HeaderIdx {
+        name: range_of(buf, f.name.as_bytes()),
+        value: range_of(buf, f.value),
+    }));
+    index
 }
 
 /// Which side of the exchange a head belongs to: requests are read
