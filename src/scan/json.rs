@@ -31,6 +31,10 @@ use super::{Scan, ScanError, MAX_MODEL_BYTES};
 /// A body read arrives in pieces of up to several MiB.
 const STRING_WINDOW: usize = 16 * 1024;
 
+/// String bytes read one at a time before memchr2 takes over, in bytes:
+/// below this, setting up the vector search costs more than it saves.
+const SHORT_STRING: usize = 32;
+
 /// Deepest nesting of objects and arrays accepted, the top-level object
 /// counting as 1; deeper is [`ScanError::Syntax`].
 ///
@@ -382,27 +386,36 @@ impl JsonScanner {
         found: &mut Option<String>,
     ) -> Result<usize, ScanError> {
         let rest = &input[at..];
+        // RFC 8259 §7: control characters U+0000 to U+001F must be escaped.
         let (plain, stop) = match text {
             // Compared byte by byte: at most five bytes before it is known
             // not to be `model` and becomes `OtherKey`.
             Text::TopKey { .. } => match rest[0] {
                 b'"' | b'\\' => (&rest[..0], Some(rest[0])),
+                b if b < 0x20 => return Err(ScanError::Syntax),
                 _ => (&rest[..1], None),
             },
-            // A window at a time, so that the control-byte pass below
-            // reads what memchr2 has just brought into the cache.
-            _ => {
-                let window = &rest[..rest.len().min(STRING_WINDOW)];
-                match memchr2(b'"', b'\\', window) {
-                    Some(n) => (&rest[..n], Some(rest[n])),
-                    None => (window, None),
+            // Short strings (the keys and most values of a chat request)
+            // byte by byte, everything checked in one pass.
+            _ => match short_stop(&rest[..rest.len().min(SHORT_STRING)]) {
+                Some(n) if rest[n] < 0x20 => return Err(ScanError::Syntax),
+                Some(n) => (&rest[..n], Some(rest[n])),
+                None if rest.len() <= SHORT_STRING => (rest, None),
+                // A window at a time, so that the control-byte pass reads
+                // what memchr2 has just brought into the cache.
+                None => {
+                    let window = &rest[..rest.len().min(STRING_WINDOW)];
+                    let (plain, stop) = match memchr2(b'"', b'\\', window) {
+                        Some(n) => (&rest[..n], Some(rest[n])),
+                        None => (window, None),
+                    };
+                    if has_control(plain) {
+                        return Err(ScanError::Syntax);
+                    }
+                    (plain, stop)
                 }
-            }
+            },
         };
-        // RFC 8259 §7: control characters U+0000 to U+001F must be escaped.
-        if has_control(plain) {
-            return Err(ScanError::Syntax);
-        }
         let text = self.emit(text, plain)?;
         self.state = State::Str { text };
         let next = at + plain.len();
@@ -571,6 +584,34 @@ impl JsonScanner {
         let top = self.depth.wrapping_sub(1);
         self.depth > 0 && self.objects[top / 64] >> (top % 64) & 1 == 1
     }
+}
+
+/// The index of the first `"`, `\\` or control byte of `bytes`, eight bytes
+/// at a time in a `u64` (no vector set-up for a short string).
+fn short_stop(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
+    // The high bit of each byte that is zero in `x`, exact up to the first
+    // one (a borrow can only mark bytes after it).
+    const QUOTE: u64 = ONES * b'"' as u64;
+    const BACKSLASH: u64 = ONES * b'\\' as u64;
+    const SPACE: u64 = ONES * 0x20;
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
+    let mut rest = bytes;
+    let mut at = 0;
+    while let Some(chunk) = rest.first_chunk::<8>() {
+        let x = u64::from_le_bytes(*chunk);
+        // Below 0x20 like zero above: the first marked byte is exact.
+        let hits = (zero(x ^ QUOTE) | zero(x ^ BACKSLASH) | x.wrapping_sub(SPACE) & !x) & HIGH;
+        if hits != 0 {
+            return Some(at + hits.trailing_zeros() as usize / 8);
+        }
+        rest = &rest[8..];
+        at += 8;
+    }
+    rest.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|n| at + n)
 }
 
 /// Whether `bytes` holds a byte below 0x20.

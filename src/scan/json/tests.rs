@@ -335,6 +335,47 @@ fn strings_longer_than_the_search_window() {
     }
 }
 
+/// Strings around the byte-at-a-time limit, as values and as the model: a
+/// quote, an escape or a control byte at every position, including each
+/// eight-byte word boundary of `short_stop`, agrees with serde_json.
+#[test]
+fn short_strings_stop_at_every_position() {
+    for len in 0..=SHORT_STRING + 9 {
+        for at in 0..len.max(1) {
+            // ASCII only: like serde_json's `from_str`, the scanner leaves
+            // UTF-8 checking of other strings to the upstream.
+            for byte in [b'"', b'\\', 0x00, 0x1f, 0x20, b'!', b'[', 0x7f] {
+                let mut string = vec![b'a'; len];
+                if at < len {
+                    string[at] = byte;
+                }
+                for doc in [
+                    [br#"{"x":""#, &string[..], br#"","model":"m"}"#].concat(),
+                    [br#"{"model":""#, &string[..], br#""}"#].concat(),
+                ] {
+                    let want = match oracle(&doc) {
+                        Ok(answers) => answers,
+                        Err(_) => vec![Scan::Invalid(ScanError::Syntax)],
+                    };
+                    let got = run([&doc[..]]);
+                    // The scanner may name a more precise error than
+                    // serde_json's syntax error (a non-string model, a
+                    // missing one); whether it refuses must agree.
+                    let refused = |s: &[Scan]| s.iter().any(|a| matches!(a, Scan::Invalid(_)));
+                    assert_eq!(
+                        refused(&got),
+                        refused(&want),
+                        "len {len}, {byte:#x} at {at}: {got:?} vs serde_json {want:?}"
+                    );
+                    if !refused(&want) {
+                        assert_eq!(got, want, "len {len}, {byte:#x} at {at}");
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// `len` bytes of base64-looking text, `/` and `+` included.
 fn base64ish(len: usize) -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
