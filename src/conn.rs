@@ -132,8 +132,9 @@ struct Client {
     scratch: Scratch,
 }
 
-/// A request's working buffers, empty between requests; each is kept only
-/// up to [`SCRATCH_KEPT`] bytes of capacity.
+/// A request's working buffers, kept between requests: the byte buffers
+/// emptied and only up to [`SCRATCH_KEPT`] bytes of capacity, the field
+/// indexes as they are (each parse clears its own).
 #[derive(Default)]
 struct Scratch {
     /// The upstream request head.

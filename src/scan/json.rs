@@ -31,8 +31,9 @@ use super::{Scan, ScanError, MAX_MODEL_BYTES};
 /// A body read arrives in pieces of up to several MiB.
 const STRING_WINDOW: usize = 16 * 1024;
 
-/// String bytes read one at a time before memchr2 takes over, in bytes:
-/// below this, setting up the vector search costs more than it saves.
+/// String bytes searched a word at a time ([`short_stop`]) before memchr2
+/// takes over, in bytes: below this, setting up the vector search costs
+/// more than it saves.
 const SHORT_STRING: usize = 32;
 
 /// Deepest nesting of objects and arrays accepted, the top-level object
@@ -396,7 +397,7 @@ impl JsonScanner {
                 _ => (&rest[..1], None),
             },
             // Short strings (the keys and most values of a chat request)
-            // byte by byte, everything checked in one pass.
+            // a word at a time, everything checked in one pass.
             _ => match short_stop(&rest[..rest.len().min(SHORT_STRING)]) {
                 Some(n) if rest[n] < 0x20 => return Err(ScanError::Syntax),
                 Some(n) => (&rest[..n], Some(rest[n])),
@@ -586,16 +587,16 @@ impl JsonScanner {
     }
 }
 
-/// The index of the first `"`, `\\` or control byte of `bytes`, eight bytes
+/// The index of the first `"`, `\` or control byte of `bytes`, eight bytes
 /// at a time in a `u64` (no vector set-up for a short string).
 fn short_stop(bytes: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_le_bytes([1; 8]);
     const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    // The high bit of each byte that is zero in `x`, exact up to the first
-    // one (a borrow can only mark bytes after it).
     const QUOTE: u64 = ONES * b'"' as u64;
     const BACKSLASH: u64 = ONES * b'\\' as u64;
     const SPACE: u64 = ONES * 0x20;
+    // The high bit of each byte that is zero in `x`, exact up to the first
+    // one (a borrow can only mark bytes after it).
     let zero = |x: u64| x.wrapping_sub(ONES) & !x;
     let mut rest = bytes;
     let mut at = 0;
