@@ -244,9 +244,7 @@ impl Client {
                 if rh.keep_alive && pos == ubuf.len() && rh.framing != Framing::UntilClose {
                     up.pool.put(stream);
                 }
-                let next = self.finish_relay(&out, close, rec).await;
-                self.keep(ubuf, out, rh.headers);
-                return next;
+                return self.finish_relay(out, ubuf, rh.headers, close, rec).await;
             }
             if !out.is_empty() {
                 if self.stream.write_all(&out).await.is_err() {
@@ -267,9 +265,8 @@ impl Client {
                 // A close-delimited body ends here; any other is truncated,
                 // and the client must not take it as complete.
                 Ok(0) if decoder.eof().is_ok() => {
-                    let next = self.finish_relay(&[], close, rec).await;
-                    self.keep(ubuf, out, rh.headers);
-                    return next;
+                    // `out` was written before this read: it is empty.
+                    return self.finish_relay(out, ubuf, rh.headers, close, rec).await;
                 }
                 Ok(0) | Err(_) => return Err(Failure::Close),
                 Ok(_) => {}
@@ -277,27 +274,27 @@ impl Client {
         }
     }
 
-    /// Keeps a relay's buffers for the next response on this connection.
-    fn keep(&mut self, ubuf: Vec<u8>, out: Vec<u8>, fields: Vec<HeaderIdx>) {
-        self.scratch.ubuf = kept(ubuf);
-        self.scratch.out = kept(out);
-        self.scratch.response_fields = fields;
-    }
-
-    /// Writes the last bytes of a relayed response and says what comes next.
+    /// Writes the last bytes of a relayed response, keeps the relay's
+    /// buffers for the next response on this connection, and says what
+    /// comes next.
     async fn finish_relay(
         &mut self,
-        out: &[u8],
+        out: Vec<u8>,
+        ubuf: Vec<u8>,
+        fields: Vec<HeaderIdx>,
         close: bool,
         rec: &mut Record,
     ) -> Result<Next, Failure> {
         if !out.is_empty() {
             self.stream
-                .write_all(out)
+                .write_all(&out)
                 .await
                 .map_err(|_| Failure::Close)?;
             rec.bytes_out += out.len() as u64;
         }
+        self.scratch.ubuf = kept(ubuf);
+        self.scratch.out = kept(out);
+        self.scratch.response_fields = fields;
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
 
@@ -314,7 +311,7 @@ impl Client {
             return Err(Failure::Close);
         }
         let ahead = std::mem::take(&mut self.buf);
-        if send(&mut stream, &ahead).await.is_err() {
+        if write_flushed(&mut stream, &ahead).await.is_err() {
             return Err(Failure::Close);
         }
         rec.bytes_in += ahead.len() as u64;
@@ -327,7 +324,7 @@ impl Client {
             tokio::select! {
                 r = self.stream.read(&mut up_buf) => match r {
                     Ok(n) if n > 0 => {
-                        if send(&mut stream, &up_buf[..n]).await.is_err() {
+                        if write_flushed(&mut stream, &up_buf[..n]).await.is_err() {
                             break;
                         }
                         rec.bytes_in += n as u64;
@@ -376,7 +373,7 @@ impl Client {
 
 /// Writes `bytes` to the upstream and flushes them: through TLS, a write
 /// that was accepted may still sit in the session until flushed.
-async fn send(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
+async fn write_flushed(stream: &mut Stream, bytes: &[u8]) -> std::io::Result<()> {
     stream.write_all(bytes).await?;
     stream.flush().await
 }
