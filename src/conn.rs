@@ -6,7 +6,9 @@
 //! `Client::reject`). Does not own: parsing (`http`, `scan`), status
 //! mapping (`error`), connecting (`upstream`).
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,11 +89,22 @@ pub async fn serve(
     config: Arc<Config>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let now = Instant::now();
+    let idle = Box::pin(tokio::time::sleep_until(later(
+        now.into(),
+        config.timeouts.idle,
+    )));
+    let mut stop = shutdown.clone();
     let mut client = Client {
         stream,
         peer: peer.ip().to_string(),
         config,
         shutdown,
+        idle,
+        stop: Some(Box::pin(async move {
+            let _ = stop.changed().await;
+        })),
+        ended: now,
         buf: Vec::new(),
         said: Vec::new(),
         scratch: Scratch::default(),
@@ -122,7 +135,17 @@ struct Client {
     /// The client's IP address as text, for `X-Forwarded-For` and the log.
     peer: String,
     config: Arc<Config>,
+    /// Never marked seen, so that [`Client::shutting_down`] needs no lock.
     shutdown: watch::Receiver<bool>,
+    /// The idle timeout and the router's shutdown, which a connection waiting
+    /// for its next request also waits for. Made once per connection and
+    /// reset before each wait, rather than a new timer and a new watch
+    /// registration per request; `stop` is `None` once it has fired.
+    idle: Pin<Box<tokio::time::Sleep>>,
+    stop: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// When the last request ended (or the connection was accepted): the
+    /// idle timeout counts from it.
+    ended: Instant,
     /// Bytes read from the client and not yet released: the current head,
     /// body bytes held or kept for replay, then anything pipelined.
     buf: Vec<u8>,
@@ -284,14 +307,16 @@ impl Client {
             }
         };
         let (method, path) = rec.said.split_at(rec.method_len);
+        self.ended = Instant::now();
         log::access(&log::Access {
+            at: self.ended,
             client: &self.peer,
             method,
             path,
             model: rec.model.as_deref(),
             status: rec.status,
             upstream: rec.upstream.as_ref().map(|u| u.origin.as_str()),
-            duration: rec.start.elapsed(),
+            duration: self.ended.saturating_duration_since(rec.start),
             bytes_in: rec.bytes_in,
             bytes_out: rec.bytes_out,
         });
@@ -328,7 +353,6 @@ impl Client {
         let mut scanned = 0;
         loop {
             if !self.buf.is_empty() {
-                deadline.get_or_insert_with(|| tokio::time::Instant::now() + timeouts.head);
                 // Parse only when the end of a head may have arrived (or on
                 // the first bytes, to refuse garbage at once): a head
                 // trickled byte by byte must not cost a parse per byte.
@@ -344,27 +368,31 @@ impl Client {
                 scanned = self.buf.len();
             }
             grow(&mut self.buf);
-            let n = match deadline {
-                None => {
-                    tokio::select! {
-                        r = self.stream.read_buf(&mut self.buf) => r,
-                        _ = tokio::time::sleep(timeouts.idle) => return Ok(None),
-                        _ = self.shutdown.changed() => {
-                            // Idle connections close at the drain, unless a
-                            // request is already waiting in the socket: that
-                            // one is read and answered 503, not reset.
-                            match self.stream.try_read_buf(&mut self.buf) {
-                                Ok(n) if n > 0 => continue,
-                                _ => return Ok(None),
-                            }
+            let n = if self.buf.is_empty() {
+                self.idle
+                    .as_mut()
+                    .reset(later(self.ended.into(), timeouts.idle));
+                tokio::select! {
+                    r = self.stream.read_buf(&mut self.buf) => r,
+                    _ = &mut self.idle => return Ok(None),
+                    _ = stopped(&mut self.stop) => {
+                        // Idle connections close at the drain, unless a
+                        // request is already waiting in the socket: that
+                        // one is read and answered 503, not reset.
+                        match self.stream.try_read_buf(&mut self.buf) {
+                            Ok(n) if n > 0 => continue,
+                            _ => return Ok(None),
                         }
                     }
                 }
-                Some(deadline) => {
-                    tokio::select! {
-                        r = self.stream.read_buf(&mut self.buf) => r,
-                        _ = tokio::time::sleep_until(deadline) => return Err(Error::HeadTimeout),
-                    }
+            } else {
+                // A head has begun: it has `timeouts.head` from the first
+                // wait for the rest of it.
+                let deadline = *deadline
+                    .get_or_insert_with(|| later(tokio::time::Instant::now(), timeouts.head));
+                tokio::select! {
+                    r = self.stream.read_buf(&mut self.buf) => r,
+                    _ = tokio::time::sleep_until(deadline) => return Err(Error::HeadTimeout),
                 }
             };
             match n {
@@ -551,7 +579,9 @@ impl Client {
     }
 
     fn shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
+        // The value only ever turns true, and this receiver never marks it
+        // seen: a change is the shutdown (a dropped sender too).
+        self.shutdown.has_changed().unwrap_or(true)
     }
 
     /// Answers `err` during the body: the connection can stay only when the
@@ -606,6 +636,20 @@ impl Client {
                 break;
             }
         }
+    }
+}
+
+/// `after` past `now`; a timeout too long to add is as good as none.
+fn later(now: tokio::time::Instant, after: Duration) -> tokio::time::Instant {
+    now.checked_add(after)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
+}
+
+/// Completes when the router shuts down: at once if it already did.
+async fn stopped(stop: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>) {
+    if let Some(fut) = stop {
+        fut.await;
+        *stop = None;
     }
 }
 
