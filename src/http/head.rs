@@ -508,13 +508,43 @@ fn partial<T>(buf: &[u8]) -> Result<Status<T>, HeadError> {
 /// recipient to accept a bare LF as a line end and httparse does; we must
 /// not, since the upstream may split lines differently (smuggling). A `\r`
 /// as the last byte of `head` is left for the next read to decide.
+///
+/// Eight bytes at a time in a `u64`: with the high bit of each CR byte and
+/// of each LF byte as masks, the line ends are all CRLF exactly when the LF
+/// mask is the CR mask moved up one byte (a CR in a word's last byte is
+/// carried to the next word's first). A search per line end cost more than
+/// the rest of the head's checks together.
 fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
-    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
-        let bare = match head[i] {
-            b'\n' => i == 0 || head[i - 1] != b'\r',
-            _ => head.get(i + 1).is_some_and(|&next| next != b'\n'),
-        };
-        if bare {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const LOW: u64 = u64::from_le_bytes([0x7f; 8]);
+    // The high bit of each byte of `x` equal to `byte`, exactly.
+    let equal = |x: u64, byte: u8| {
+        let t = x ^ (ONES * u64::from(byte));
+        !(((t & LOW) + LOW) | t | LOW)
+    };
+    // Whether the words so far pair up; `carry`: a CR ended the last word.
+    let pairs = |word: [u8; 8], carry: &mut u64, valid: u64| {
+        let x = u64::from_le_bytes(word);
+        let (cr, lf) = (equal(x, b'\r'), equal(x, b'\n'));
+        let paired = lf == ((cr << 8) | *carry) & valid;
+        *carry = cr >> 56;
+        paired
+    };
+    let mut carry = 0;
+    let mut rest = head;
+    while let Some(word) = rest.first_chunk::<8>() {
+        if !pairs(*word, &mut carry, u64::MAX) {
+            return Err(HeadError::Malformed);
+        }
+        rest = &rest[8..];
+    }
+    if !rest.is_empty() {
+        // Zero bytes past the end are neither CR nor LF; a CR in the last
+        // byte points past the valid ones, and is left for the next read.
+        let mut word = [0u8; 8];
+        word[..rest.len()].copy_from_slice(rest);
+        let valid = u64::MAX >> (64 - 8 * rest.len());
+        if !pairs(word, &mut carry, valid) {
             return Err(HeadError::Malformed);
         }
     }

@@ -513,3 +513,31 @@ fn error_mapping_is_pinned() {
         HeadError::Malformed
     );
 }
+
+/// The line-end check word by word agrees with a byte-by-byte reading of
+/// its rule, for every string of CR, LF and other bytes up to 9 long at
+/// every offset in a head (so across word boundaries and in the tail).
+#[test]
+fn line_end_words_agree_with_bytes() {
+    fn bytewise(head: &[u8]) -> bool {
+        head.iter().enumerate().all(|(i, &b)| match b {
+            b'\n' => i > 0 && head[i - 1] == b'\r',
+            b'\r' => head.get(i + 1).is_none_or(|&next| next == b'\n'),
+            _ => true,
+        })
+    }
+    let alphabet = [b'\r', b'\n', b'a'];
+    let mut checked = 0;
+    for len in 0..=9u32 {
+        for n in 0..3usize.pow(len) {
+            let tail = (0..len).map(|k| alphabet[n / 3usize.pow(k) % 3]);
+            for pad in 0..9 {
+                let head: Vec<u8> = std::iter::repeat_n(b'x', pad).chain(tail.clone()).collect();
+                let want = bytewise(&head);
+                assert_eq!(check_line_ends(&head).is_ok(), want, "{}", show(&head));
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 200_000);
+}
