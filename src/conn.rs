@@ -517,11 +517,11 @@ impl Client {
         let model = rec.model.as_deref().unwrap_or_default();
 
         // SPEC §3.8: exact match.
-        let Some(up) = config.routes.get(model).cloned() else {
+        let Some(up) = config.routes.get(model) else {
             let err = Error::UnknownModel(model.to_owned());
             return self.reject_in_body(rec, &err, &body).await;
         };
-        rec.upstream = Some(Arc::clone(&up));
+        rec.upstream = Some(Arc::clone(up));
 
         // SPEC §3.9: the upstream head.
         // Room for the held body too when it goes out with the head.
@@ -537,9 +537,9 @@ impl Client {
             client: self.peer.as_bytes(),
             strip_auth: config.tokens.enabled(),
         };
-        rewrite::request_head(&self.buf, head, &up, &forward, &mut up_head);
+        rewrite::request_head(&self.buf, head, up, &forward, &mut up_head);
 
-        let result = self.exchange(head, &up, &mut up_head, &mut body, rec).await;
+        let result = self.exchange(head, up, &mut up_head, &mut body, rec).await;
         self.scratch.up_head = kept(up_head);
         rec.bytes_in += body.read;
         match result {

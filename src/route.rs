@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::http::respond;
@@ -114,7 +115,7 @@ impl fmt::Debug for Upstream {
 /// The route table, built once at startup.
 #[derive(Debug)]
 pub struct Table {
-    routes: HashMap<String, Arc<Upstream>>,
+    routes: HashMap<String, Arc<Upstream>, BuildHasherDefault<NameHasher>>,
     /// Model names, sorted, listed and unlisted.
     names: Vec<String>,
     /// `/v1/models` body, rendered once.
@@ -128,7 +129,7 @@ impl Table {
     /// (config validation checks them).
     pub fn new(targets: Vec<Target>) -> Table {
         let mut pools: HashMap<(Scheme, String, u16), Arc<Pool>> = HashMap::new();
-        let mut routes = HashMap::new();
+        let mut routes = HashMap::default();
         let mut listed: Vec<String> = targets
             .iter()
             .filter(|t| t.listed)
@@ -189,6 +190,43 @@ impl Table {
     /// Every upstream, in model-name order.
     pub fn upstreams(&self) -> impl Iterator<Item = &Arc<Upstream>> {
         self.names.iter().map(|n| &self.routes[n])
+    }
+}
+
+/// Hashes model names for the route table, eight bytes at a time with one
+/// multiply each. The table is fixed at startup and clients only look names
+/// up in it, so no input can make its probe sequences longer than they
+/// are: SipHash's defence against flooding buys nothing here, and a
+/// lookup with it cost about 210 instructions (callgrind), with this 70.
+#[derive(Default)]
+pub struct NameHasher(u64);
+
+impl NameHasher {
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while let Some(word) = rest.first_chunk::<8>() {
+            self.mix(u64::from_le_bytes(*word));
+            rest = &rest[8..];
+        }
+        let mut last = [0; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        self.mix(u64::from_le_bytes(last) ^ bytes.len() as u64);
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.mix(u64::from(byte));
+    }
+
+    /// The multiply carries low bits only upward; the table indexes by the
+    /// low bits, so the high ones are rotated down.
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
     }
 }
 

@@ -522,7 +522,8 @@ fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
         let t = x ^ (ONES * u64::from(byte));
         !(((t & LOW) + LOW) | t | LOW)
     };
-    // Whether the words so far pair up; `carry`: a CR ended the last word.
+    // Whether this word's LFs sit exactly one byte after its CRs; `carry`:
+    // a CR ended the last word.
     let pairs = |word: [u8; 8], carry: &mut u64, valid: u64| {
         let x = u64::from_le_bytes(word);
         let (cr, lf) = (equal(x, b'\r'), equal(x, b'\n'));

@@ -388,34 +388,26 @@ impl JsonScanner {
     ) -> Result<usize, ScanError> {
         let rest = &input[at..];
         // RFC 8259 §7: control characters U+0000 to U+001F must be escaped.
-        let (plain, stop) = match text {
-            // Compared byte by byte: at most five bytes before it is known
-            // not to be `model` and becomes `OtherKey`.
-            Text::TopKey { .. } => match rest[0] {
-                b'"' | b'\\' => (&rest[..0], Some(rest[0])),
-                b if b < 0x20 => return Err(ScanError::Syntax),
-                _ => (&rest[..1], None),
-            },
-            // Short strings (the keys and most values of a chat request)
-            // a word at a time, everything checked in one pass.
-            _ => match short_stop(&rest[..rest.len().min(SHORT_STRING)]) {
-                Some(n) if rest[n] < 0x20 => return Err(ScanError::Syntax),
-                Some(n) => (&rest[..n], Some(rest[n])),
-                None if rest.len() <= SHORT_STRING => (rest, None),
-                // A window at a time, so that the control-byte pass reads
-                // what memchr2 has just brought into the cache.
-                None => {
-                    let window = &rest[..rest.len().min(STRING_WINDOW)];
-                    let (plain, stop) = match memchr2(b'"', b'\\', window) {
-                        Some(n) => (&rest[..n], Some(rest[n])),
-                        None => (window, None),
-                    };
-                    if has_control(plain) {
-                        return Err(ScanError::Syntax);
-                    }
-                    (plain, stop)
+        // Short strings (the keys and most values of a chat request) a word
+        // at a time, everything checked in one pass. A top-level key is
+        // compared with `model` as a whole (`emit`), not byte by byte.
+        let (plain, stop) = match short_stop(&rest[..rest.len().min(SHORT_STRING)]) {
+            Some(n) if rest[n] < 0x20 => return Err(ScanError::Syntax),
+            Some(n) => (&rest[..n], Some(rest[n])),
+            None if rest.len() <= SHORT_STRING => (rest, None),
+            // A window at a time, so that the control-byte pass reads what
+            // memchr2 has just brought into the cache.
+            None => {
+                let window = &rest[..rest.len().min(STRING_WINDOW)];
+                let (plain, stop) = match memchr2(b'"', b'\\', window) {
+                    Some(n) => (&rest[..n], Some(rest[n])),
+                    None => (window, None),
+                };
+                if has_control(plain) {
+                    return Err(ScanError::Syntax);
                 }
-            },
+                (plain, stop)
+            }
         };
         let text = self.emit(text, plain)?;
         self.state = State::Str { text };
