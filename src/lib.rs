@@ -28,6 +28,7 @@
 //! | [`server`] | listeners, accept loop, signals, graceful drain | requests |
 //! | `tls` | rustls client config and handshake (feature `tls`) | the TCP connection |
 //! | [`log`] | logfmt access and startup lines on stderr | deciding what to log |
+//! | `words` | byte tests eight at a time in a `u64` | which bytes to look for |
 //! | [`systemd`] | `sd_notify` datagrams, socket-activated listeners (`LISTEN_FDS`) | when to notify, which listeners to use |
 //! | `fuzzing` | the invariants the fuzz/ targets check (hidden; unit-tested over the corpora) | running the fuzzers |
 //!
@@ -80,3 +81,4 @@ pub mod systemd;
 #[cfg(feature = "tls")]
 pub mod tls;
 pub mod upstream;
+mod words;

@@ -199,12 +199,7 @@ fn plain_byte(b: u8) -> bool {
 /// Whether every byte of `value` is a [`plain_byte`], eight bytes at a
 /// time in a `u64` (a byte at a time was most of an access line's cost).
 fn all_plain(value: &[u8]) -> bool {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    // High bits marking the bytes of `x` below `n` (n <= 0x80); a borrow
-    // marks bytes only after a marked one, so "any" is exact.
-    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGH;
-    let equal = |x: u64, b: u8| below(x ^ (ONES * u64::from(b)), 1);
+    use crate::words::{below, equal, HIGH};
     let mut rest = value;
     while let Some(word) = rest.first_chunk::<8>() {
         let x = u64::from_le_bytes(*word);

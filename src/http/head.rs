@@ -515,18 +515,12 @@ fn partial<T>(buf: &[u8]) -> Result<Status<T>, HeadError> {
 /// carried to the next word's first). A search per line end cost more than
 /// the rest of the head's checks together.
 fn check_line_ends(head: &[u8]) -> Result<(), HeadError> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const LOW: u64 = u64::from_le_bytes([0x7f; 8]);
-    // The high bit of each byte of `x` equal to `byte`, exactly.
-    let equal = |x: u64, byte: u8| {
-        let t = x ^ (ONES * u64::from(byte));
-        !(((t & LOW) + LOW) | t | LOW)
-    };
+    use crate::words::each_equal;
     // Whether this word's LFs sit exactly one byte after its CRs; `carry`:
     // a CR ended the last word.
     let pairs = |word: [u8; 8], carry: &mut u64, valid: u64| {
         let x = u64::from_le_bytes(word);
-        let (cr, lf) = (equal(x, b'\r'), equal(x, b'\n'));
+        let (cr, lf) = (each_equal(x, b'\r'), each_equal(x, b'\n'));
         let paired = lf == ((cr << 8) | *carry) & valid;
         *carry = cr >> 56;
         paired

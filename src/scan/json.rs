@@ -25,6 +25,7 @@
 use memchr::memchr2;
 
 use super::{Scan, ScanError, MAX_MODEL_BYTES};
+use crate::words;
 
 /// String bytes searched per step, in bytes: within the L1 data cache, so
 /// the second pass over them (control bytes) does not go back to memory.
@@ -582,20 +583,12 @@ impl JsonScanner {
 /// The index of the first `"`, `\` or control byte of `bytes`, eight bytes
 /// at a time in a `u64` (no vector set-up for a short string).
 fn short_stop(bytes: &[u8]) -> Option<usize> {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = u64::from_le_bytes([0x80; 8]);
-    const QUOTE: u64 = ONES * b'"' as u64;
-    const BACKSLASH: u64 = ONES * b'\\' as u64;
-    const SPACE: u64 = ONES * 0x20;
-    // The high bit of each byte that is zero in `x`, exact up to the first
-    // one (a borrow can only mark bytes after it).
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x;
     let mut rest = bytes;
     let mut at = 0;
     while let Some(chunk) = rest.first_chunk::<8>() {
         let x = u64::from_le_bytes(*chunk);
-        // Below 0x20 like zero above: the first marked byte is exact.
-        let hits = (zero(x ^ QUOTE) | zero(x ^ BACKSLASH) | x.wrapping_sub(SPACE) & !x) & HIGH;
+        // Each mask is exact up to its first byte, which is all `at` needs.
+        let hits = words::equal(x, b'"') | words::equal(x, b'\\') | words::below(x, 0x20);
         if hits != 0 {
             return Some(at + hits.trailing_zeros() as usize / 8);
         }
