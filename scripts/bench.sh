@@ -9,7 +9,7 @@
 # Builds llmhop in release, installs nginx and haproxy from Debian when
 # missing (full run only), then runs benches/proxy/main.rs, which starts,
 # pins (proxies on core 0, generator and upstream on core 1) and stops
-# every process itself. Network: loopback only (ports 18080-18083,
+# every process itself. Network: loopback only (ports 18080-18085,
 # 19000-19002).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,6 +44,11 @@ if [ "$smoke" = 0 ]; then
   else
     echo "bench.sh: no musl build (musl-tools missing?); the static idle row is skipped" >&2
   fi
+  # A bare tokio accept loop built the same way, for the idle row: the
+  # part of llmhop's idle memory any such server has.
+  LLMHOP_FLOOR_BIN=$(cargo bench --bench floor --no-run --message-format=json |
+    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+  export LLMHOP_FLOOR_BIN
 fi
 ulimit -n 65536 2>/dev/null || true
 exec cargo bench --bench proxy -- "$@"

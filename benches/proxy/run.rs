@@ -294,6 +294,11 @@ fn bench(o: &Opts) -> Result<bool, String> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-musl/release/llmhop"));
     let static_bin = (!o.smoke && static_bin.is_file()).then_some(static_bin);
+    // A bare tokio accept loop built the same way (benches/floor.rs):
+    // measured idle only, as the floor of llmhop's idle memory.
+    let floor_bin = std::env::var_os("LLMHOP_FLOOR_BIN")
+        .map(PathBuf::from)
+        .filter(|b| !o.smoke && b.is_file());
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let pin = cores >= 2;
@@ -380,6 +385,15 @@ fn bench(o: &Opts) -> Result<bool, String> {
                 command(proxy_cpu, bin, &["-c", &conf("llmhop-static.json")]),
                 18084,
                 &work.join("llmhop-static.log"),
+            )?;
+        }
+        if let Some(bin) = &floor_bin {
+            start(
+                &mut proxies,
+                "tokio-floor",
+                command(proxy_cpu, bin, &["18085"]),
+                18085,
+                &work.join("tokio-floor.log"),
             )?;
         }
         thread::sleep(IDLE_SETTLE);
@@ -540,6 +554,7 @@ fn report(results: &[Value], o: &Opts) {
         "haproxy",
         "llmhop-2core",
         "llmhop-static",
+        "tokio-floor",
     ];
     let present = |s: &str, t: &str| {
         results
@@ -694,6 +709,13 @@ fn report(results: &[Value], o: &Opts) {
     verdict(
         "idle llmhop-static (musl, as shipped) peak RSS <= 3 MiB",
         le(m, 3.0),
+        format!("{} MiB", cell(m, 1)),
+    );
+    // Not a target: what any tokio server built like llmhop idles at here.
+    let m = med(results, "idle", "tokio-floor", "peak_mib");
+    verdict(
+        "idle tokio-floor (bare tokio accept loop, same build; not a target) peak RSS",
+        None,
         format!("{} MiB", cell(m, 1)),
     );
     let n = med(results, "small-64c", "llmhop", "new_conns_per_10k");
