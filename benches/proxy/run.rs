@@ -288,17 +288,10 @@ fn bench(o: &Opts) -> Result<bool, String> {
             llmhop.display()
         ));
     }
-    // The static musl binary the container image ships, when built
-    // (scripts/bench.sh builds it): measured idle only, for its memory.
     let static_bin = std::env::var_os("LLMHOP_STATIC_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target/x86_64-unknown-linux-musl/release/llmhop"));
-    let static_bin = (!o.smoke && static_bin.is_file()).then_some(static_bin);
-    // A bare tokio accept loop built the same way (benches/floor.rs):
-    // measured idle only, as the floor of llmhop's idle memory.
-    let floor_bin = std::env::var_os("LLMHOP_FLOOR_BIN")
-        .map(PathBuf::from)
-        .filter(|b| !o.smoke && b.is_file());
+    let floor_bin = std::env::var_os("LLMHOP_FLOOR_BIN").map(PathBuf::from);
     let me = std::env::current_exe().map_err(|e| e.to_string())?;
     let cores = thread::available_parallelism().map_or(1, |n| n.get());
     let pin = cores >= 2;
@@ -320,6 +313,26 @@ fn bench(o: &Opts) -> Result<bool, String> {
     std::fs::create_dir_all(work.join("nginx/tmp")).map_err(|e| e.to_string())?;
     let bench_dir = root.join("benches");
     let conf = |f: &str| bench_dir.join(f).display().to_string();
+    // Measured idle only, for their memory, when built (scripts/bench.sh
+    // builds both): the static musl binary the container image ships, and
+    // a bare tokio accept loop built like llmhop (benches/floor.rs), the
+    // floor of llmhop's idle memory.
+    let static_conf = conf("llmhop-static.json");
+    let idle_only: Vec<(&'static str, PathBuf, Vec<&str>, u16)> = [
+        (
+            "llmhop-static",
+            Some(static_bin),
+            vec!["-c", &static_conf],
+            18084,
+        ),
+        ("tokio-floor", floor_bin, vec!["18085"], 18085),
+    ]
+    .into_iter()
+    .filter_map(|(name, bin, args, port)| {
+        let bin = bin.filter(|b| !o.smoke && b.is_file())?;
+        Some((name, bin, args, port))
+    })
+    .collect();
     let machine = machine();
     eprintln!("bench: {machine}; work dir {}", work.display());
 
@@ -378,22 +391,13 @@ fn bench(o: &Opts) -> Result<bool, String> {
                 &work.join("llmhop-2core.log"),
             )?;
         }
-        if let Some(bin) = &static_bin {
+        for (name, bin, args, port) in &idle_only {
             start(
                 &mut proxies,
-                "llmhop-static",
-                command(proxy_cpu, bin, &["-c", &conf("llmhop-static.json")]),
-                18084,
-                &work.join("llmhop-static.log"),
-            )?;
-        }
-        if let Some(bin) = &floor_bin {
-            start(
-                &mut proxies,
-                "tokio-floor",
-                command(proxy_cpu, bin, &["18085"]),
-                18085,
-                &work.join("tokio-floor.log"),
+                name,
+                command(proxy_cpu, bin, args),
+                *port,
+                &work.join(format!("{name}.log")),
             )?;
         }
         thread::sleep(IDLE_SETTLE);
