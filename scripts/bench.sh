@@ -36,6 +36,17 @@ fi
 command -v taskset >/dev/null || echo "bench.sh: taskset missing (util-linux); nothing will be pinned" >&2
 
 cargo build --release --bin llmhop
+# The code llmhop runs at startup lies in one section (build.rs,
+# src/startup.ld). Patterns that no longer match (functions renamed, a new
+# symbol mangling) would quietly cost ~0.4 MiB of idle memory.
+startup_hex=$(readelf -SW target/release/llmhop |
+  sed -n 's/.*\.text\.llmhop\.startup  *PROGBITS  *[0-9a-f]*  *[0-9a-f]*  *\([0-9a-f]*\) .*/\1/p')
+startup_kib=$(( 16#${startup_hex:-0} / 1024 ))
+echo "bench.sh: startup code section ${startup_kib} KiB"
+if [ "$startup_kib" -lt 128 ]; then
+  echo "bench.sh: src/startup.ld matches little of this build; run scripts/startup-order.sh" >&2
+  exit 1
+fi
 if [ "$smoke" = 0 ]; then
   # The static binary the container ships, for the idle-memory row; the
   # rest of the run does not need it.
