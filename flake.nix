@@ -31,6 +31,7 @@
         fileset = lib.fileset.unions [
           ./Cargo.toml
           ./Cargo.lock
+          ./build.rs
           ./src
           (lib.fileset.maybeMissing ./tests)
           (lib.fileset.maybeMissing ./benches)
