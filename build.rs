@@ -5,9 +5,16 @@
 //! one section before the rest of the code. The kernel maps code 64 KiB
 //! around each page first touched, so spread over the binary they keep
 //! about twice as many code pages resident at idle (README, Performance).
+//!
+//! `LLMHOP_NO_STARTUP_LD=1` leaves the linker's default layout, for linkers
+//! that take no linker script (mold).
 
 fn main() {
     println!("cargo:rerun-if-changed=src/startup.ld");
+    println!("cargo:rerun-if-env-changed=LLMHOP_NO_STARTUP_LD");
+    if std::env::var_os("LLMHOP_NO_STARTUP_LD").is_some() {
+        return;
+    }
     // An ELF linker script that only adds a section (`INSERT BEFORE`), which
     // GNU ld and lld both take on top of their default layout.
     if std::env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {

@@ -57,8 +57,10 @@ if [ "$smoke" = 0 ]; then
   fi
   # A bare tokio accept loop built the same way, for the idle row: the
   # part of llmhop's idle memory any such server has.
+  # (The build lists every executable it made or found fresh, in no fixed
+  # order: pick the floor's by name.)
   LLMHOP_FLOOR_BIN=$(cargo bench --bench floor --no-run --message-format=json |
-    sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
+    sed -n 's/.*"executable":"\([^"]*\/floor-[^"/]*\)".*/\1/p' | tail -n 1)
   export LLMHOP_FLOOR_BIN
 fi
 ulimit -n 65536 2>/dev/null || true
