@@ -1,5 +1,5 @@
 //! The idle-memory floor beside llmhop in the proxy benchmark (issue 5): a
-//! bare tokio accept loop, started the way llmhop starts its runtime (a
+//! bare tokio accept loop on llmhop's own runtime (`server::runtime`: a
 //! current-thread runtime on one core, one worker per core otherwise), built
 //! with the same profile and the same tokio features, linked against the
 //! same glibc. Each connection is read until it ends; nothing is answered.
@@ -20,13 +20,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = builder.enable_all().build().expect("runtime");
+    let runtime = llmhop::server::runtime().expect("runtime");
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await

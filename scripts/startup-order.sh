@@ -84,20 +84,25 @@ def entered(cg):
         if not m.group(1) and (current.endswith("/llmhop") or current == "???"):
             yield names[m.group(2)]
 
+
 def pattern(name):
     name = re.sub(r"'\d+$", "", name)  # callgrind's recursion mark
     name = re.sub(r"17h[0-9a-f]{16}E", "17h*", name)  # legacy hash
     name = re.sub(r"Cs[0-9A-Za-z]+_", "Cs*_", name)  # v0 crate disambiguator
     return re.sub(r"(\.llvm)?\.\d+$", "*", name)  # LTO's local copies
 
-seen, lines = set(), []
-for name in (n for cg in profiles for n in entered(cg)):
-    if not name.startswith(("_ZN", "_R")) and name != "main":
-        continue
-    p = pattern(name)
-    if p not in seen:
-        seen.add(p)
-        lines.append(f"    *(.text.{p} .text.unlikely.{p})")
+
+# Sorted, so that a regenerated file differs only where the set does; the
+# order within the section does not matter, only that it is one section.
+patterns = sorted(
+    {
+        pattern(name)
+        for cg in profiles
+        for name in entered(cg)
+        if name.startswith(("_ZN", "_R")) or name == "main"
+    }
+)
+lines = [f"    *(.text.{p} .text.unlikely.{p})" for p in patterns]
 with open(out, "w") as f:
     f.write(
         "/* The functions llmhop runs from exec to its first connection, in\n"

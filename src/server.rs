@@ -51,16 +51,7 @@ pub fn main(config: Config) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    // One worker per core this process may run on (sched_getaffinity). On
-    // a single core the current-thread scheduler does the same work without
-    // cross-thread wake-ups.
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let mut builder = if cores == 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-    };
-    let runtime = match builder.enable_all().build() {
+    let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("llmhop: cannot start the runtime: {e}");
@@ -84,6 +75,20 @@ pub fn main(config: Config) -> ExitCode {
         run(listeners, Arc::new(config), stop).await;
         ExitCode::SUCCESS
     })
+}
+
+/// The runtime the router runs on: one worker per core this process may
+/// run on (sched_getaffinity). On a single core the current-thread
+/// scheduler does the same work without cross-thread wake-ups. Public for
+/// the idle-memory floor of the benchmark (benches/floor.rs).
+pub fn runtime() -> io::Result<tokio::runtime::Runtime> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
 }
 
 /// Binds the configured address. `":PORT"` binds `[::]:PORT` (dual-stack
