@@ -34,8 +34,10 @@ const STRING_WINDOW: usize = 16 * 1024;
 
 /// String bytes searched a word at a time ([`short_stop`]) before memchr2
 /// takes over, in bytes: below this, setting up the vector search costs
-/// more than it saves.
-const SHORT_STRING: usize = 32;
+/// more than it saves. (Raising it from 32 to 64, with the word tail of
+/// [`has_control`], took a small chat request's scan from 2 730 to 2 460
+/// instructions and 480 to 425 ns.)
+const SHORT_STRING: usize = 64;
 
 /// Deepest nesting of objects and arrays accepted, the top-level object
 /// counting as 1; deeper is [`ScanError::Syntax`].
@@ -607,7 +609,8 @@ fn short_stop(bytes: &[u8]) -> Option<usize> {
 /// the horizontal min at the end of a block costs as much as folding 64
 /// bytes (on a 16 KiB window in L1: 1 KiB blocks 71 GB/s, 128-byte blocks
 /// alone 44 GB/s); then 128-byte blocks, so that a string of a few hundred
-/// bytes is not left to the bytewise tail.
+/// bytes is not left to the bytewise tail; then 8-byte words, so that the
+/// tail is at most 7 bytes.
 fn has_control(bytes: &[u8]) -> bool {
     fn below(block: &[u8]) -> bool {
         block.iter().fold(u8::MAX, |min, &b| min.min(b)) < 0x20
@@ -620,7 +623,11 @@ fn has_control(bytes: &[u8]) -> bool {
     if small.any(below) {
         return true;
     }
-    small.remainder().iter().any(|&b| b < 0x20)
+    let mut words = small.remainder().chunks_exact(8);
+    if words.any(|w| words::below(u64::from_le_bytes(w.try_into().unwrap()), 0x20) != 0) {
+        return true;
+    }
+    words.remainder().iter().any(|&b| b < 0x20)
 }
 
 #[cfg(test)]

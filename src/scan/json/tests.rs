@@ -282,11 +282,12 @@ fn big_string_before_the_key() {
 }
 
 /// The control-byte check finds one at every position, whichever of its
-/// block sizes (1 KiB, 128 bytes, the bytewise tail) covers it.
+/// block sizes (1 KiB, 128 bytes, 8-byte words, the bytewise tail) covers
+/// it, and takes no byte from 0x20 up for one.
 #[test]
 fn control_bytes_found_in_every_block_size() {
     for len in [
-        0, 1, 127, 128, 129, 1023, 1024, 1025, 1151, 1152, 1153, 2300,
+        0, 1, 7, 8, 9, 127, 128, 129, 135, 136, 137, 1023, 1024, 1025, 1151, 1152, 1153, 2300,
     ] {
         let mut bytes = vec![b'A'; len];
         assert!(!has_control(&bytes), "len {len}");
@@ -295,8 +296,10 @@ fn control_bytes_found_in_every_block_size() {
                 bytes[at] = byte;
                 assert!(has_control(&bytes), "len {len}, {byte:#x} at {at}");
             }
-            bytes[at] = 0x20;
-            assert!(!has_control(&bytes), "len {len}, 0x20 at {at}");
+            for byte in [0x20, 0x80, 0x9f, 0xff] {
+                bytes[at] = byte;
+                assert!(!has_control(&bytes), "len {len}, {byte:#x} at {at}");
+            }
             bytes[at] = b'A';
         }
     }
