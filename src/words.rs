@@ -33,6 +33,18 @@ pub fn each_equal(x: u64, byte: u8) -> u64 {
     !(((t & LOW) + LOW) | t | LOW)
 }
 
+/// `x` with its ASCII capitals made lowercase, every byte exactly; other
+/// bytes (non-ASCII ones included) are unchanged.
+pub fn to_lower(x: u64) -> u64 {
+    // Per byte, on its low seven bits (no carry leaves a byte): the high
+    // bit says ">= 'A'" in one sum and "> 'Z'" in the other.
+    let low = x & LOW;
+    let from_a = low + ONES * u64::from(0x80 - b'A');
+    let past_z = low + ONES * u64::from(0x80 - b'Z' - 1);
+    let capital = from_a & !past_z & !x & HIGH;
+    x | capital >> 2
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -60,6 +72,8 @@ mod tests {
                         .enumerate()
                         .fold(0, |m, (i, &c)| m | u64::from(c == b) << (8 * i + 7));
                     assert_eq!(each_equal(x, b), exact, "{word:?}");
+                    let lower = u64::from_le_bytes(word.map(|c| c.to_ascii_lowercase()));
+                    assert_eq!(to_lower(x), lower, "{word:?}");
                 }
             }
         }

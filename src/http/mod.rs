@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod head;
+pub mod name;
 pub mod respond;
 pub mod rewrite;
 

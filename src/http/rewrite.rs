@@ -8,12 +8,15 @@
 //! re-asserted here).
 
 use super::head::{HeaderIdx, RequestHead, ResponseHead};
+use super::name::Name;
 use super::{is_safe_value, Version};
 use crate::route::Upstream;
 
 /// Fields that describe one connection, never the message (RFC 9110
 /// §7.6.1), plus the ones llmhop consumes itself: `Proxy-Authorization` is
-/// for this hop, `Expect` is answered by llmhop (RFC 9110 §10.1.1).
+/// for this hop, `Expect` is answered by llmhop (RFC 9110 §10.1.1). The
+/// rewrites ask [`Name::is_hop_by_hop`]; this list is its specification
+/// (tests, fuzz oracles).
 pub const HOP_BY_HOP: &[&[u8]] = &[
     b"connection",
     b"keep-alive",
@@ -27,7 +30,12 @@ pub const HOP_BY_HOP: &[&[u8]] = &[
 
 /// Fields a `Connection` option may never remove: dropping them would
 /// change how the body is framed or where the request goes.
-const NEVER_DROPPED: &[&[u8]] = &[b"content-length", b"transfer-encoding", b"host"];
+fn never_dropped(name: Name) -> bool {
+    matches!(
+        name,
+        Name::ContentLength | Name::TransferEncoding | Name::Host
+    )
+}
 
 /// What the router decided about one forwarded request.
 #[derive(Clone, Copy, Debug)]
@@ -78,23 +86,25 @@ pub fn request_head(
     let last_xff = head
         .headers
         .iter()
-        .rposition(|h| buf[h.name.clone()].eq_ignore_ascii_case(xff))
+        .rposition(|h| h.known == Name::XForwardedFor)
         .filter(|_| !client_xff_dropped);
     let mut wrote_host = false;
     for (i, h) in head.headers.iter().enumerate() {
         let name = &buf[h.name.clone()];
-        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        if is(b"host") {
+        if h.known == Name::Host {
             if !wrote_host {
                 host_line(out, upstream);
                 wrote_host = true;
             }
             continue;
         }
-        let auth = is(b"authorization") || is(b"x-api-key");
-        if is_hop_by_hop(name, &named, head.upgrade)
+        let auth = matches!(h.known, Name::Authorization | Name::XApiKey);
+        if is_hop_by_hop(name, h.known, &named, head.upgrade)
             || (fwd.strip_auth && auth)
-            || upstream.header_names.iter().any(|n| is(n))
+            || upstream
+                .header_names
+                .iter()
+                .any(|n| name.eq_ignore_ascii_case(n))
         {
             continue;
         }
@@ -132,14 +142,14 @@ pub fn request_head(
 /// `Connection` names (never a framing field), except `Upgrade` when the
 /// connection is being upgraded.
 ///
-/// Names are compared ignoring ASCII case (RFC 9110 §5.1), without
-/// lower-casing copies: this runs for every field of every message.
-fn is_hop_by_hop(name: &[u8], named: &[&[u8]], upgrade: bool) -> bool {
-    let is = |n: &&[u8]| name.eq_ignore_ascii_case(n);
-    if upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+/// `known` is what `name` was recognised as when the head was indexed;
+/// `Connection` options are compared ignoring ASCII case (RFC 9110 §5.1).
+fn is_hop_by_hop(name: &[u8], known: Name, named: &[&[u8]], upgrade: bool) -> bool {
+    if upgrade && known == Name::Upgrade {
         return false;
     }
-    HOP_BY_HOP.iter().any(is) || (named.iter().any(is) && !NEVER_DROPPED.iter().any(is))
+    known.is_hop_by_hop()
+        || (!never_dropped(known) && named.iter().any(|n| name.eq_ignore_ascii_case(n)))
 }
 
 fn host_line(out: &mut Vec<u8>, upstream: &Upstream) {
@@ -194,18 +204,17 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
     let chunked_or_coded = head
         .headers
         .iter()
-        .any(|h| buf[h.name.clone()].eq_ignore_ascii_case(b"transfer-encoding"));
+        .any(|h| h.known == Name::TransferEncoding);
     let mut has_accel = false;
     for h in &head.headers {
         let name = &buf[h.name.clone()];
-        let is = |n: &[u8]| name.eq_ignore_ascii_case(n);
-        if is_hop_by_hop(name, &named, client.upgrade)
-            || (client.dechunk && is(b"transfer-encoding"))
-            || (chunked_or_coded && is(b"content-length"))
+        if is_hop_by_hop(name, h.known, &named, client.upgrade)
+            || (client.dechunk && h.known == Name::TransferEncoding)
+            || (chunked_or_coded && h.known == Name::ContentLength)
         {
             continue;
         }
-        has_accel |= is(b"x-accel-buffering");
+        has_accel |= h.known == Name::XAccelBuffering;
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(&buf[h.value.clone()]);
@@ -234,7 +243,7 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
 fn connection_options<'b>(buf: &'b [u8], headers: &[HeaderIdx]) -> Vec<&'b [u8]> {
     let mut named = Vec::new();
     for h in headers {
-        if buf[h.name.clone()].eq_ignore_ascii_case(b"connection") {
+        if h.known == Name::Connection {
             for opt in buf[h.value.clone()].split(|&b| b == b',') {
                 let opt = opt.trim_ascii();
                 if !opt.is_empty() {
