@@ -89,10 +89,12 @@ pub fn request_head(
         .rposition(|h| h.known == Name::XForwardedFor)
         .filter(|_| !client_xff_dropped);
     let mut wrote_host = false;
+    let mut lines = Lines::new(buf);
     for (i, h) in head.headers.iter().enumerate() {
         let name = &buf[h.name.clone()];
         if h.known == Name::Host {
             if !wrote_host {
+                lines.flush(out);
                 host_line(out, upstream);
                 wrote_host = true;
             }
@@ -108,6 +110,10 @@ pub fn request_head(
         {
             continue;
         }
+        if Some(i) != last_xff && lines.keep(out, h) {
+            continue;
+        }
+        lines.flush(out);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(&buf[h.value.clone()]);
@@ -117,6 +123,7 @@ pub fn request_head(
         }
         out.extend_from_slice(b"\r\n");
     }
+    lines.flush(out);
     if !wrote_host {
         host_line(out, upstream);
     }
@@ -206,6 +213,7 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
         .iter()
         .any(|h| h.known == Name::TransferEncoding);
     let mut has_accel = false;
+    let mut lines = Lines::new(buf);
     for h in &head.headers {
         let name = &buf[h.name.clone()];
         if is_hop_by_hop(name, h.known, &named, client.upgrade)
@@ -215,11 +223,16 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
             continue;
         }
         has_accel |= h.known == Name::XAccelBuffering;
+        if lines.keep(out, h) {
+            continue;
+        }
+        lines.flush(out);
         out.extend_from_slice(name);
         out.extend_from_slice(b": ");
         out.extend_from_slice(&buf[h.value.clone()]);
         out.extend_from_slice(b"\r\n");
     }
+    lines.flush(out);
     if head.event_stream && !has_accel {
         // An nginx in front would otherwise buffer the stream.
         out.extend_from_slice(b"X-Accel-Buffering: no\r\n");
@@ -236,6 +249,46 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
         lines_are_clean(&out[start..]),
         "response head has a bare CR or LF"
     );
+}
+
+/// Kept field lines copied from the sender's head as they are, a run of
+/// adjacent ones in one copy: a head is written in a few copies instead of
+/// four per field. Only lines that read exactly as llmhop would write them
+/// (`name: value` CRLF) are taken, so the output is the same either way.
+struct Lines<'b> {
+    buf: &'b [u8],
+    /// Bytes of `buf` taken and not yet written.
+    run: std::ops::Range<usize>,
+}
+
+impl<'b> Lines<'b> {
+    fn new(buf: &'b [u8]) -> Lines<'b> {
+        Lines { buf, run: 0..0 }
+    }
+
+    /// Takes the line of `field` when it is plain; `false` (and nothing
+    /// taken) when the caller must write it piece by piece, after a
+    /// [`flush`](Self::flush).
+    fn keep(&mut self, out: &mut Vec<u8>, field: &HeaderIdx) -> bool {
+        let line = field.name.start..field.value.end + 2;
+        let plain = self.buf.get(field.name.end..field.value.start) == Some(b": ")
+            && self.buf.get(field.value.end..line.end) == Some(b"\r\n");
+        if !plain {
+            return false;
+        }
+        if self.run.end != line.start {
+            // Not adjacent (a field between was dropped).
+            self.flush(out);
+            self.run.start = line.start;
+        }
+        self.run.end = line.end;
+        true
+    }
+
+    /// Writes the lines taken so far.
+    fn flush(&mut self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.buf[std::mem::take(&mut self.run)]);
+    }
 }
 
 /// Field names listed in `Connection` options, as sent (RFC 9110 §7.6.1:
@@ -333,6 +386,37 @@ mod tests {
                 "GET / HTTP/1.1\r\nHost: up:8000\r\nX-Forwarded-For: 203.0.113.9\r\n\r\n"
             );
         }
+    }
+
+    /// Fields copied a run of lines at a time come out exactly as when
+    /// written one by one: runs broken by dropped fields, by `Host` and by
+    /// `X-Forwarded-For`, and lines spaced otherwise than `name: value`
+    /// (rewritten so), in both directions.
+    #[test]
+    fn runs_of_lines_read_as_field_by_field() {
+        let head = upstream_head(
+            b"POST /v1 HTTP/1.1\r\nA: 1\r\nB: 2\r\nConnection: x-drop\r\nX-Drop: y\r\nC: 3\r\nD:  4 \r\n\
+              E: 5\r\nHost: a\r\nF: 6\r\nX-Forwarded-For: 6.6.6.6\r\nG: \r\nH:\t8\r\n\r\n",
+            &[],
+        );
+        assert_eq!(
+            head,
+            "POST /v1 HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nHost: up:8000\r\n\
+             F: 6\r\nX-Forwarded-For: 6.6.6.6, 192.0.2.1\r\nG: \r\nH: 8\r\n\r\n"
+        );
+        let keep = ClientSide {
+            version: Version::Http11,
+            close: false,
+            dechunk: false,
+            upgrade: false,
+        };
+        assert_eq!(
+            client_head(
+                b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: x\r\nB: 2\r\nC:3\r\nD: 4\r\n\r\n",
+                keep
+            ),
+            "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"
+        );
     }
 
     /// The head relayed to the client for `response`.
