@@ -372,7 +372,11 @@ impl Client {
                 self.idle
                     .as_mut()
                     .reset(later(self.ended.into(), timeouts.idle));
+                // In this order (no random start): a request that is
+                // already there is read without polling the timer and the
+                // drain signal.
                 tokio::select! {
+                    biased;
                     r = self.stream.read_buf(&mut self.buf) => r,
                     _ = &mut self.idle => return Ok(None),
                     _ = stopped(&mut self.stop) => {

@@ -357,7 +357,10 @@ impl Client {
         grow(ubuf);
         loop {
             let watch_client = self.buf.len() < request_end + MAX_READ_AHEAD;
+            // The upstream first (no random start): its answer is what
+            // wakes this task nearly every time.
             tokio::select! {
+                biased;
                 r = stream.read_buf(ubuf) => return r.map_err(|_| Failure::Answer(Error::UpstreamClosed)),
                 r = self.stream.read_buf(&mut self.buf), if watch_client => match r {
                     // A client that closes (or half-closes) its side before
