@@ -404,12 +404,7 @@ mod tests {
             "POST /v1 HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\nE: 5\r\nHost: up:8000\r\n\
              F: 6\r\nX-Forwarded-For: 6.6.6.6, 192.0.2.1\r\nG: \r\nH: 8\r\n\r\n"
         );
-        let keep = ClientSide {
-            version: Version::Http11,
-            close: false,
-            dechunk: false,
-            upgrade: false,
-        };
+        let keep = KEEP_ALIVE;
         assert_eq!(
             client_head(
                 b"HTTP/1.1 200 OK\r\nA: 1\r\nKeep-Alive: x\r\nB: 2\r\nC:3\r\nD: 4\r\n\r\n",
@@ -418,6 +413,14 @@ mod tests {
             "HTTP/1.1 200 OK\r\nA: 1\r\nB: 2\r\nC: 3\r\nD: 4\r\n\r\n"
         );
     }
+
+    /// An HTTP/1.1 client whose connection stays open.
+    const KEEP_ALIVE: ClientSide = ClientSide {
+        version: Version::Http11,
+        close: false,
+        dechunk: false,
+        upgrade: false,
+    };
 
     /// The head relayed to the client for `response`.
     fn client_head(response: &[u8], client: ClientSide) -> String {
@@ -437,12 +440,7 @@ mod tests {
         // got the upstream's Content-Length over a body of another length.
         let response =
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 10\r\n\r\n";
-        let keep = ClientSide {
-            version: Version::Http11,
-            close: false,
-            dechunk: false,
-            upgrade: false,
-        };
+        let keep = KEEP_ALIVE;
         assert_eq!(
             client_head(response, keep),
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -465,12 +463,7 @@ mod tests {
         // parser skips empty lines before a status line (RFC 9112 §2.2),
         // the rewrite took the first (empty) line as the status line and
         // relayed `HTTP/1.1` with no status code.
-        let keep = ClientSide {
-            version: Version::Http11,
-            close: false,
-            dechunk: false,
-            upgrade: false,
-        };
+        let keep = KEEP_ALIVE;
         assert_eq!(
             client_head(b"\r\nHTTP/1.1 200 OK\r\nX: y\r\n\r\n", keep),
             "HTTP/1.1 200 OK\r\nX: y\r\n\r\n"
