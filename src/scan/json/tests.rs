@@ -798,3 +798,52 @@ fn duplicate_top_level_keys_agree_with_serde_json() {
         );
     }
 }
+
+/// The token fast path (`tokens`, `members`, `short_token`): documents
+/// whose runs of members, brackets and integers break at every kind of
+/// byte, each fed whole, byte by byte and in two pieces at every position
+/// (`every_split`: the byte-by-byte answers come from `step` alone), and
+/// agreeing with serde_json where it accepts; then every byte of each
+/// replaced by a byte that ends or breaks a token, the same way.
+#[test]
+fn token_runs_agree_with_byte_by_byte() {
+    let long = "k".repeat(SHORT_STRING + 3);
+    let corpus: Vec<String> = vec![
+        r#"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":"yo"}],"model":"m1","max_tokens":16}"#.into(),
+        r#"{"a":"b","c":"d","model":"m","e":"f"}"#.into(),
+        r#"{"a":{"b":"c","d":{"e":"f"}},"model":"m"}"#.into(),
+        r#"{"a":[{"b":"c"},{"d":"e"},[{"f":"g"}]],"model":"m"}"#.into(),
+        r#"{"a":1,"b":23,"c":0,"d":-4,"e":5.5,"f":6e7,"g":8E+9,"model":"m","h":10}"#.into(),
+        r#"{"a":[1,22,333],"b":[4.0],"c":[5e1],"model":"m"}"#.into(),
+        r#"{"a":true,"b":false,"c":null,"model":"m","d":[true,null]}"#.into(),
+        r#"{"m\u006fdel":"x","a":"\n","b\"":"c","model":"dup"}"#.into(),
+        r#"{"model":"m","model":"n"}"#.into(),
+        r#"{"model":"m","a":{"model":"n"},"b":"c"}"#.into(),
+        r#"{"model":1,"a":"b"}"#.into(),
+        r#"{"model":"a\u00e9","b":"c"}"#.into(),
+        r#"{ "a" : "b" , "model" : "m" , "c" : [ 1 , 2 ] }"#.into(),
+        format!(r#"{{"{long}":"{long}","model":"{long}","x":1}}"#),
+        r#"{"a":{},"b":[],"c":[{}],"model":"m"}"#.into(),
+    ];
+    let breakers = [
+        b'"', b'\\', b':', b',', b'{', b'}', b'[', b']', b' ', b'1', b'0', b'.', b'e', b'-', 0x01,
+        0xc3,
+    ];
+    for doc in &corpus {
+        let doc = doc.as_bytes();
+        let got = every_split(doc, true);
+        if let Ok(want) = oracle(doc) {
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(doc));
+        }
+        for at in 0..doc.len() {
+            for &byte in &breakers {
+                let mut mutated = doc.to_vec();
+                mutated[at] = byte;
+                let got = every_split(&mutated, at % 3 == 0);
+                if let Ok(want) = oracle(&mutated) {
+                    assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&mutated));
+                }
+            }
+        }
+    }
+}
