@@ -1,5 +1,6 @@
 //! The closed-loop load generator: `load SCENARIO TARGET [--smoke]
-//! [--pids P,P..]` runs one measurement and prints it as one JSON line.
+//! [--window-ms N] [--pids P,P..]` runs one measurement and prints it as
+//! one JSON line.
 //!
 //! Each of the scenario's connections is kept alive and sends its next
 //! request as soon as the previous response ended, alternating the target's
@@ -56,7 +57,7 @@ pub fn main(args: &[&str]) -> ExitCode {
         args.first().and_then(|s| crate::scenario(s)),
         args.get(1).and_then(|t| crate::target(t)),
     ) else {
-        eprintln!("usage: proxy load SCENARIO TARGET [--smoke] [--pids P,P..]");
+        eprintln!("usage: proxy load SCENARIO TARGET [--smoke] [--window-ms N] [--pids P,P..]");
         return ExitCode::FAILURE;
     };
     let mut scenario = scenario;
@@ -65,6 +66,14 @@ pub fn main(args: &[&str]) -> ExitCode {
     while let Some(a) = rest.next() {
         match *a {
             "--smoke" => scenario = crate::smoke(scenario),
+            // One slice of a sliced scenario (see `Scenario::slices`).
+            "--window-ms" => match rest.next().and_then(|n| n.parse().ok()) {
+                Some(ms) => scenario.duration_ms = ms,
+                None => {
+                    eprintln!("load: --window-ms needs a number of milliseconds");
+                    return ExitCode::FAILURE;
+                }
+            },
             "--pids" => {
                 pids = rest
                     .next()

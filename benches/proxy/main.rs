@@ -96,6 +96,12 @@ pub struct Scenario {
     /// Requests per connection, when the scenario is a fixed batch rather
     /// than a timed window (then the window is the whole batch).
     pub per_conn: Option<u32>,
+    /// The window cut into this many slices, the targets taking turns
+    /// slice by slice (A B C A B C ...) and each target's slices summed:
+    /// the host's fast and slow phases last seconds, and a target measured
+    /// in one window of its own can land in another phase than the target
+    /// it is compared with. 1: one window per target.
+    pub slices: u32,
 }
 
 pub const MIB: usize = 1024 * 1024;
@@ -109,6 +115,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 300,
         duration_ms: 3000,
         per_conn: None,
+        slices: 1,
     },
     Scenario {
         name: "small-64c",
@@ -118,6 +125,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 300,
         duration_ms: 3000,
         per_conn: None,
+        slices: 3,
     },
     Scenario {
         name: "body-1m",
@@ -127,6 +135,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 300,
         duration_ms: 3000,
         per_conn: None,
+        slices: 1,
     },
     Scenario {
         name: "body-20m",
@@ -136,6 +145,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 500,
         duration_ms: 4000,
         per_conn: None,
+        slices: 1,
     },
     Scenario {
         name: "sse-32",
@@ -148,6 +158,7 @@ pub const SCENARIOS: &[Scenario] = &[
         // also puts ~1 400 first chunks under the p99).
         duration_ms: 10_000,
         per_conn: None,
+        slices: 1,
     },
     Scenario {
         name: "open-500",
@@ -157,6 +168,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 0,
         duration_ms: 20_000,
         per_conn: Some(1),
+        slices: 1,
     },
 ];
 
@@ -164,6 +176,7 @@ pub const SCENARIOS: &[Scenario] = &[
 pub fn smoke(s: Scenario) -> Scenario {
     Scenario {
         warmup_ms: s.warmup_ms.min(200),
+        slices: 1,
         duration_ms: if s.per_conn.is_some() {
             s.duration_ms
         } else {

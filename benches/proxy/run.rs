@@ -417,50 +417,50 @@ fn bench(o: &Opts) -> Result<bool, String> {
             if pin && !o.smoke && s.name == "small-64c" {
                 order.push("llmhop-2core");
             }
+            let slices = s.slices.max(1);
+            let window = (s.duration_ms / u64::from(slices)).to_string();
+            let mut parts: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+            for slice in 0..slices {
+                for &t in &order {
+                    let unpinned = t == "llmhop-2core";
+                    if unpinned {
+                        set_affinity(upstream_pid, "0-1");
+                    }
+                    let mut args = vec!["load", s.name, t];
+                    if o.smoke {
+                        args.push("--smoke");
+                    }
+                    if slices > 1 {
+                        args.extend(["--window-ms", &window]);
+                    }
+                    let pid_list = pids
+                        .get(t)
+                        .map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+                    if let Some(l) = &pid_list {
+                        args.extend(["--pids", l]);
+                    }
+                    let cpu = if unpinned { None } else { load_cpu };
+                    let limit = Duration::from_millis(s.warmup_ms + s.duration_ms) + LOAD_SLACK;
+                    let r = run_load(command(cpu, &me, &args), limit);
+                    if unpinned {
+                        if let Some(c) = load_cpu {
+                            set_affinity(upstream_pid, c);
+                        }
+                    }
+                    let v = r.unwrap_or_else(|e| {
+                        serde_json::json!({"scenario": s.name, "target": t, "errors": 1, "first_error": e})
+                    });
+                    if slices > 1 {
+                        print_result(run, &format!("{}/{}", s.name, slice + 1), t, &v);
+                    }
+                    parts.entry(t).or_default().push(v);
+                }
+            }
             for &t in &order {
-                let unpinned = t == "llmhop-2core";
-                if unpinned {
-                    set_affinity(upstream_pid, "0-1");
-                }
-                let mut args = vec!["load", s.name, t];
-                if o.smoke {
-                    args.push("--smoke");
-                }
-                let pid_list = pids
-                    .get(t)
-                    .map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
-                if let Some(l) = &pid_list {
-                    args.extend(["--pids", l]);
-                }
-                let cpu = if unpinned { None } else { load_cpu };
-                let limit = Duration::from_millis(s.warmup_ms + s.duration_ms) + LOAD_SLACK;
-                let r = run_load(command(cpu, &me, &args), limit);
-                if unpinned {
-                    if let Some(c) = load_cpu {
-                        set_affinity(upstream_pid, c);
-                    }
-                }
-                let mut v = r.unwrap_or_else(|e| {
-                    serde_json::json!({"scenario": s.name, "target": t, "errors": 1, "first_error": e})
-                });
+                let mut v = merge(&parts[t]);
                 v["run"] = run.into();
-                let errors = v["errors"].as_u64().unwrap_or(1);
-                eprintln!(
-                    "run {} {:<10} {:<13} {:>9.0} req/s  p50 {:>7.3} ms  cpu/10k {:>6.3} s  peak {:>6.1} MiB{}",
-                    run + 1,
-                    s.name,
-                    t,
-                    v["rps"].as_f64().unwrap_or(0.0),
-                    v["p50_ms"].as_f64().unwrap_or(f64::NAN),
-                    v["cpu_s_per_10k"].as_f64().unwrap_or(f64::NAN),
-                    v["peak_mib"].as_f64().unwrap_or(f64::NAN),
-                    if errors > 0 {
-                        format!("  ERRORS {errors}: {}", v["first_error"])
-                    } else {
-                        String::new()
-                    }
-                );
-                all_ok &= errors == 0;
+                print_result(run, s.name, t, &v);
+                all_ok &= v["errors"].as_u64().unwrap_or(1) == 0;
                 results.push(v);
             }
         }
@@ -479,6 +479,72 @@ fn bench(o: &Opts) -> Result<bool, String> {
     println!("raw results: {}", log.display());
     report(&results, o);
     Ok(all_ok)
+}
+
+/// One measurement's line on stderr, as the run goes.
+fn print_result(run: usize, scenario: &str, target: &str, v: &Value) {
+    let errors = v["errors"].as_u64().unwrap_or(1);
+    eprintln!(
+        "run {} {:<10} {:<13} {:>9.0} req/s  p50 {:>7.3} ms  cpu/10k {:>6.3} s  peak {:>6.1} MiB{}",
+        run + 1,
+        scenario,
+        target,
+        v["rps"].as_f64().unwrap_or(0.0),
+        v["p50_ms"].as_f64().unwrap_or(f64::NAN),
+        v["cpu_s_per_10k"].as_f64().unwrap_or(f64::NAN),
+        v["peak_mib"].as_f64().unwrap_or(f64::NAN),
+        if errors > 0 {
+            format!("  ERRORS {errors}: {}", v["first_error"])
+        } else {
+            String::new()
+        }
+    );
+}
+
+/// The slices of one target's measurement as one: requests, time, CPU,
+/// accepts and upstream requests summed (so req/s and the per-10k figures
+/// are exact), peak memory the highest, and the latency percentiles the
+/// mean of the slices' weighted by their requests (close to, not exactly,
+/// the percentile of all requests; no target rests on them in a sliced
+/// scenario).
+fn merge(parts: &[Value]) -> Value {
+    if let [one] = parts {
+        return one.clone();
+    }
+    let f = |v: &Value, k: &str| v[k].as_f64();
+    let requests: f64 = parts.iter().filter_map(|v| f(v, "requests")).sum();
+    let secs: f64 = parts.iter().filter_map(|v| f(v, "secs")).sum();
+    let weighted = |k: &str| -> Option<f64> {
+        let mut sum = 0.0;
+        for v in parts {
+            sum += f(v, k)? * f(v, "requests")?;
+        }
+        (requests > 0.0).then(|| sum / requests)
+    };
+    let first_error = parts
+        .iter()
+        .map(|v| &v["first_error"])
+        .find(|e| !e.is_null())
+        .cloned()
+        .unwrap_or(Value::Null);
+    serde_json::json!({
+        "scenario": parts[0]["scenario"],
+        "target": parts[0]["target"],
+        "slices": parts.len(),
+        "errors": parts.iter().map(|v| v["errors"].as_u64().unwrap_or(1)).sum::<u64>(),
+        "first_error": first_error,
+        "requests": requests,
+        "secs": secs,
+        "rps": requests / secs.max(1e-9),
+        "p50_ms": weighted("p50_ms"),
+        "p99_ms": weighted("p99_ms"),
+        "ttfc_p50_ms": weighted("ttfc_p50_ms"),
+        "ttfc_p99_ms": weighted("ttfc_p99_ms"),
+        "cpu_s_per_10k": weighted("cpu_s_per_10k"),
+        "peak_mib": parts.iter().filter_map(|v| f(v, "peak_mib")).reduce(f64::max),
+        "new_conns_per_10k": weighted("new_conns_per_10k"),
+        "upstream_requests": parts.iter().filter_map(|v| v["upstream_requests"].as_u64()).sum::<u64>(),
+    })
 }
 
 fn machine() -> String {
