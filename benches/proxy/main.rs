@@ -135,7 +135,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 300,
         duration_ms: 3000,
         per_conn: None,
-        slices: 1,
+        slices: 3,
     },
     Scenario {
         name: "body-20m",
@@ -145,7 +145,7 @@ pub const SCENARIOS: &[Scenario] = &[
         warmup_ms: 500,
         duration_ms: 4000,
         per_conn: None,
-        slices: 1,
+        slices: 4,
     },
     Scenario {
         name: "sse-32",
