@@ -447,13 +447,7 @@ impl JsonScanner {
         let plain = &rest[..n];
         *at = start + n + 1;
         Ok(match text {
-            Text::TopKey { .. } if plain == MODEL_KEY => {
-                if self.seen_model {
-                    return Err(ScanError::Duplicate);
-                }
-                self.seen_model = true;
-                State::Colon { model: true }
-            }
+            Text::TopKey { .. } if plain == MODEL_KEY => self.model_key()?,
             Text::TopKey { .. } | Text::OtherKey => State::Colon { model: false },
             Text::Model => {
                 if plain.len() > MAX_MODEL_BYTES {
@@ -725,15 +719,22 @@ impl JsonScanner {
         }
     }
 
+    /// The top-level `model` key just closed: the state after it, or
+    /// `Duplicate` for a second one.
+    #[inline]
+    fn model_key(&mut self) -> Result<State, ScanError> {
+        if self.seen_model {
+            return Err(ScanError::Duplicate);
+        }
+        self.seen_model = true;
+        Ok(State::Colon { model: true })
+    }
+
     /// Handles a string's closing quote.
     fn close_string(&mut self, text: Text, found: &mut Option<String>) -> Result<(), ScanError> {
         self.state = match text {
             Text::TopKey { matched } if usize::from(matched) == MODEL_KEY.len() => {
-                if self.seen_model {
-                    return Err(ScanError::Duplicate);
-                }
-                self.seen_model = true;
-                State::Colon { model: true }
+                self.model_key()?
             }
             Text::TopKey { .. } | Text::OtherKey => State::Colon { model: false },
             Text::Model => {
