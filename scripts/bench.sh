@@ -9,7 +9,7 @@
 # Builds llmhop in release, installs nginx and haproxy from Debian when
 # missing (full run only), then runs benches/proxy/main.rs, which starts,
 # pins (proxies on core 0, generator and upstream on core 1) and stops
-# every process itself. Network: loopback only (ports 18080-18085,
+# every process itself. Network: loopback only (ports 18080-18086,
 # 19000-19002).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,8 @@ if [ "$smoke" = 0 ]; then
   missing=()
   command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx-light)
   command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)
+  # ring's C code in the static binary (the idle row of what ships).
+  command -v x86_64-linux-musl-gcc >/dev/null || command -v musl-gcc >/dev/null || missing+=(musl-tools)
   if [ "${#missing[@]}" -gt 0 ]; then
     echo "bench.sh: installing ${missing[*]}" >&2
     apt-get update -qq

@@ -63,6 +63,13 @@ pub const TARGETS: &[Target] = &[
         port: Some(18082),
         models: &[0, 1],
     },
+    // The floor of a proxy's CPU (benches/floor.rs): bytes relayed to
+    // `u1`, nothing parsed, so like nginx it only ever gets `m1`.
+    Target {
+        name: "tokio-relay",
+        port: Some(18086),
+        models: &[0],
+    },
     // The same binary, not pinned: its runtime gets one worker per core.
     Target {
         name: "llmhop-2core",

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::{procfs, Scenario, CONTROL_PORT, SCENARIOS};
+use crate::{procfs, Scenario, CONTROL_PORT, SCENARIOS, UPSTREAMS};
 
 /// Time allowed for a started process to open its port.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -316,7 +316,8 @@ fn bench(o: &Opts) -> Result<bool, String> {
     // Measured idle only, for their memory, when built (scripts/bench.sh
     // builds both): the static musl binary the container image ships, and
     // a bare tokio accept loop built like llmhop (benches/floor.rs), the
-    // floor of llmhop's idle memory.
+    // floor of llmhop's idle memory. The same program as a bare byte relay
+    // is measured with small requests, the floor of a proxy's CPU.
     let static_conf = conf("llmhop-static.json");
     let idle_only: Vec<(&'static str, PathBuf, Vec<&str>, u16)> = [
         (
@@ -325,7 +326,7 @@ fn bench(o: &Opts) -> Result<bool, String> {
             vec!["-c", &static_conf],
             18084,
         ),
-        ("tokio-floor", floor_bin, vec!["18085"], 18085),
+        ("tokio-floor", floor_bin.clone(), vec!["18085"], 18085),
     ]
     .into_iter()
     .filter_map(|(name, bin, args, port)| {
@@ -333,6 +334,8 @@ fn bench(o: &Opts) -> Result<bool, String> {
         Some((name, bin, args, port))
     })
     .collect();
+    let relay_bin = floor_bin.filter(|b| !o.smoke && b.is_file());
+    let relay_args = ["18086".to_string(), UPSTREAMS[0].1.to_string()];
     let machine = machine();
     eprintln!("bench: {machine}; work dir {}", work.display());
 
@@ -391,6 +394,16 @@ fn bench(o: &Opts) -> Result<bool, String> {
                 &work.join("llmhop-2core.log"),
             )?;
         }
+        if let Some(bin) = &relay_bin {
+            let args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
+            start(
+                &mut proxies,
+                "tokio-relay",
+                command(proxy_cpu, bin, &args),
+                18086,
+                &work.join("tokio-relay.log"),
+            )?;
+        }
         for (name, bin, args, port) in &idle_only {
             start(
                 &mut proxies,
@@ -414,6 +427,9 @@ fn bench(o: &Opts) -> Result<bool, String> {
             let mut order = names.clone();
             let n = order.len();
             order.rotate_left(run % n);
+            if relay_bin.is_some() && s.name.starts_with("small-") {
+                order.push("tokio-relay");
+            }
             if pin && !o.smoke && s.name == "small-64c" {
                 order.push("llmhop-2core");
             }
@@ -623,6 +639,7 @@ fn report(results: &[Value], o: &Opts) {
         "nginx",
         "haproxy",
         "llmhop-2core",
+        "tokio-relay",
         "llmhop-static",
         "tokio-floor",
     ];
@@ -787,6 +804,25 @@ fn report(results: &[Value], o: &Opts) {
         "idle tokio-floor (bare tokio accept loop, same build; not a target) peak RSS",
         None,
         format!("{} MiB", cell(m, 1)),
+    );
+    // Not a target: what a proxy that parses nothing costs on this host.
+    let c = ratio(
+        results,
+        "small-64c",
+        "tokio-relay",
+        "nginx",
+        "cpu_s_per_10k",
+    );
+    verdict(
+        "small 64c tokio-relay (bare tokio byte relay, same build; not a target) CPU/request",
+        None,
+        format!("{} x nginx", cell(c, 2)),
+    );
+    let a = added_p50(results, "small-1c", "tokio-relay");
+    verdict(
+        "small 1c tokio-relay (not a target) added p50",
+        None,
+        format!("{} ms", cell(a, 3)),
     );
     let n = med(results, "small-64c", "llmhop", "new_conns_per_10k");
     verdict(
