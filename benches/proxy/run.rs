@@ -449,9 +449,7 @@ fn bench(o: &Opts) -> Result<bool, String> {
                     if slices > 1 {
                         args.extend(["--window-ms", &window]);
                     }
-                    let pid_list = pids
-                        .get(t)
-                        .map(|v| v.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+                    let pid_list = pid_arg(&pids, t);
                     if let Some(l) = &pid_list {
                         args.extend(["--pids", l]);
                     }
@@ -505,6 +503,12 @@ fn bench(o: &Opts) -> Result<bool, String> {
     Ok(all_ok)
 }
 
+/// `t`'s PIDs as the generator's `--pids` takes them (`P,P..`).
+fn pid_arg(pids: &BTreeMap<&str, Vec<u32>>, t: &str) -> Option<String> {
+    let list: Vec<String> = pids.get(t)?.iter().map(u32::to_string).collect();
+    Some(list.join(","))
+}
+
 /// The scenario name of [`side_by_side`]'s results.
 const SIDE: &str = "small-64c side by side";
 
@@ -527,12 +531,7 @@ fn side_by_side(
     let running: Vec<_> = ["llmhop", "nginx", "tokio-relay"]
         .into_iter()
         .filter_map(|t| {
-            let list = pids
-                .get(t)?
-                .iter()
-                .map(u32::to_string)
-                .collect::<Vec<_>>()
-                .join(",");
+            let list = pid_arg(pids, t)?;
             let cmd = command(load_cpu, me, &["load", s.name, t, "--pids", &list]);
             Some((t, thread::spawn(move || run_load(cmd, limit))))
         })
