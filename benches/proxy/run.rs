@@ -335,7 +335,7 @@ fn bench(o: &Opts) -> Result<bool, String> {
     })
     .collect();
     let relay_bin = floor_bin.filter(|b| !o.smoke && b.is_file());
-    let relay_args = ["18086".to_string(), UPSTREAMS[0].1.to_string()];
+    let relay_upstream = UPSTREAMS[0].1.to_string();
     let machine = machine();
     eprintln!("bench: {machine}; work dir {}", work.display());
 
@@ -395,11 +395,10 @@ fn bench(o: &Opts) -> Result<bool, String> {
             )?;
         }
         if let Some(bin) = &relay_bin {
-            let args: Vec<&str> = relay_args.iter().map(String::as_str).collect();
             start(
                 &mut proxies,
                 "tokio-relay",
-                command(proxy_cpu, bin, &args),
+                command(proxy_cpu, bin, &["18086", &relay_upstream]),
                 18086,
                 &work.join("tokio-relay.log"),
             )?;
