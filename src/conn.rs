@@ -229,12 +229,16 @@ impl Body {
     /// last word (missing or duplicate `model`).
     fn advance(&mut self, buf: &[u8]) -> Result<(), Error> {
         while self.pos < buf.len() && !self.decoder.is_done() {
-            let p = self.decoder.decode(&buf[self.pos..])?;
-            let payload = &buf[self.pos + p.payload.start..self.pos + p.payload.end];
-            let scan = self.scanner_feed(payload);
-            self.note(scan)?;
+            let at = self.pos;
+            let p = self.decoder.decode(&buf[at..])?;
+            // The decoder has taken these bytes whatever the scanner says of
+            // them: `pos` must say so before a scan error returns, or a
+            // rejected body that ended here would be read again as the next
+            // request.
             self.pos += p.consumed;
             self.read += p.consumed as u64;
+            let scan = self.scanner_feed(&buf[at + p.payload.start..at + p.payload.end]);
+            self.note(scan)?;
             if p.consumed == 0 && !p.done {
                 break;
             }

@@ -1003,6 +1003,73 @@ fn late_framing_error_aborts_the_upstream_request() {
     }
 }
 
+/// A body the model scanner refuses (bad JSON, `model` not a string or
+/// twice) is still a body: its 400 comes after all of it was read, and the
+/// next request on the connection starts after it, never inside it. Each
+/// row hides a routable request in its body, then pipelines `/health`.
+#[test]
+fn a_refused_body_is_never_read_as_a_request() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
+    let hidden = "POST /route/m/SMUGGLED HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n";
+    let pad = "p".repeat(200 * 1024);
+    let rows: Vec<(&str, String, u16)> = vec![
+        ("not_json", hidden.to_owned(), 400),
+        (
+            "model_not_a_string",
+            format!(r#"{{"model":1}}{hidden}"#),
+            400,
+        ),
+        (
+            "model_twice",
+            format!(r#"{{"model":"m","model":"m"}}{hidden}"#),
+            400,
+        ),
+        ("unknown_model", r#"{"model":"nope"}"#.to_owned(), 404),
+        // Found early, then refused at the end after streaming upstream.
+        (
+            "trailing_bytes_after_streaming",
+            format!(r#"{{"model":"m","pad":"{pad}"}}{hidden}"#),
+            400,
+        ),
+    ];
+    for (name, body, status) in &rows {
+        let request = post(&[&format!("Content-Length: {}", body.len())], body);
+        for split in [false, true] {
+            let mut client = Client::connect(router.addr());
+            if split {
+                // The body in a write of its own, after the head.
+                let head_end = find(&request, b"\r\n\r\n").unwrap() + 4;
+                client.send(&request[..head_end]);
+                client.send(&[&request[head_end..], get("/health", &[]).as_slice()].concat());
+            } else {
+                client.send(&[request.as_slice(), &get("/health", &[])].concat());
+            }
+            let first = client.read_response();
+            first.assert_error(*status);
+            let second = client
+                .try_read_response(Duration::from_secs(5))
+                .unwrap_or_else(|e| panic!("{name}: the pipelined /health: {e}"));
+            assert!(
+                second.status == 200 && second.text().contains("\"status\":\"ok\""),
+                "{name} (split {split}): the second answer must be /health's, got {}",
+                lossy(&second.raw)
+            );
+        }
+    }
+    assert!(
+        !upstream
+            .requests()
+            .iter()
+            .any(|r| r.target.contains("SMUGGLED")),
+        "a request hidden in a body reached the upstream"
+    );
+    assert!(
+        upstream.requests().is_empty(),
+        "no refused request may reach the upstream complete"
+    );
+}
+
 /// SPEC §6: one access-log line per request, so an operator sees smuggling
 /// attempts and slow heads too, not only the requests that got past the
 /// head: a refused head is logged with its status like any other request.
