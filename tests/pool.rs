@@ -4,6 +4,7 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::thread;
 use std::time::Duration;
@@ -105,6 +106,40 @@ fn step13_idle_close_racing_the_next_request_is_retried() {
         }
     }
     assert!(failures.is_empty(), "failed (index, status): {failures:?}");
+}
+
+/// Step 13: a pooled connection the upstream resets as the next request
+/// arrives (closing it with that request unread, as a server that timed it
+/// out does) is retried like one it closed: the client never sees it.
+#[test]
+fn step13_reset_before_any_response_byte_is_retried() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\n{\"ok\":true}";
+    let server = thread::spawn(move || {
+        let (mut first, _) = listener.accept().unwrap();
+        read_raw_request(&mut first).expect("the first request");
+        first.write_all(ok).unwrap();
+        // The second request arrives on the pooled connection: close it
+        // unread, which resets it.
+        first.peek(&mut [0u8; 1]).unwrap();
+        drop(first);
+        let (mut retry, _) = listener.accept().unwrap();
+        let request = read_raw_request(&mut retry).expect("the retried request");
+        retry.write_all(ok).unwrap();
+        request
+    });
+    let router = Router::start(config_for(&[("m", &format!("http://{addr}"))], json!({})));
+    let mut client = Client::connect(router.addr());
+    assert_eq!(client.exchange(&chat("m")).status, 200);
+    let second = client.exchange(&chat("m"));
+    assert_eq!(second.status, 200, "{}", lossy(&second.raw));
+    let retried = server.join().unwrap();
+    assert!(
+        find(&retried, b"\"model\":\"m\"").is_some(),
+        "{}",
+        lossy(&retried)
+    );
 }
 
 /// Step 13: the upstream closes after sending part of the response; the

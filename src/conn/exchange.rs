@@ -136,8 +136,8 @@ impl Client {
     }
 
     /// Reads the upstream's final response head, skipping 1xx interim
-    /// responses. `None`: the upstream closed before sending a byte (the
-    /// request may be replayed).
+    /// responses. `None`: the upstream closed or reset the connection
+    /// before sending a byte (the request may be replayed).
     async fn read_response_head(
         &mut self,
         stream: &mut Stream,
@@ -165,10 +165,13 @@ impl Client {
                     Err(_) => return Err(Error::UpstreamGarbage.into()),
                 }
             }
-            match self.read_upstream(stream, &mut ubuf, request_end).await? {
-                0 if !any => return Ok(None),
-                0 => return Err(Error::UpstreamClosed.into()),
-                _ => any = true,
+            match self.read_upstream(stream, &mut ubuf, request_end).await {
+                // Closed or reset before a byte: a pooled connection the
+                // upstream dropped as the request arrived looks like either.
+                Ok(0) | Err(Failure::Answer(Error::UpstreamClosed)) if !any => return Ok(None),
+                Ok(0) => return Err(Error::UpstreamClosed.into()),
+                Ok(_) => any = true,
+                Err(f) => return Err(f),
             }
         }
     }
