@@ -779,6 +779,33 @@ fn websocket_upgrade_without_query_model_is_refused() {
     assert!(ws.heads().is_empty(), "nothing reached the upstream");
 }
 
+/// `curl --http2` on an `http://` url offers `Upgrade: h2c` on its POST: an
+/// offer llmhop ignores (RFC 9110 §7.8), so the request is routed by its
+/// body like any other and the offer's fields stay behind.
+#[test]
+fn an_h2c_upgrade_offer_is_ignored_and_the_body_routes() {
+    let up = FakeUpstream::ok();
+    let router = Router::start(config_for(&[("m", &up.url())], json!({})));
+    let body = r#"{"model":"m","messages":[]}"#;
+    let response = Client::connect(router.addr()).exchange(&post_json(
+        "/v1/chat/completions",
+        &[
+            "Connection: Upgrade, HTTP2-Settings",
+            "Upgrade: h2c",
+            "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA",
+        ],
+        body,
+    ));
+    assert_eq!(response.status, 200, "{}", lossy(&response.raw));
+    let seen = up.wait_requests(1, Duration::from_secs(5));
+    assert_eq!(seen.len(), 1);
+    let got = &seen[0];
+    assert_eq!(lossy(&got.raw_body), body);
+    for name in ["upgrade", "http2-settings", "connection"] {
+        assert_eq!(got.header_count(name), 0, "{name} must not be forwarded");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // x-api-key and /v1/messages (point 7)
 // ---------------------------------------------------------------------------

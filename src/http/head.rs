@@ -110,8 +110,10 @@ pub struct RequestHead {
     /// Index of the `x-api-key` field (Anthropic's SDK sends its key there),
     /// if any; two are refused as [`HeadError::Malformed`].
     pub api_key: Option<usize>,
-    /// The client asks to switch protocols: an `Upgrade` field and
-    /// `Connection: upgrade` (RFC 9110 §7.8), as WebSocket clients send.
+    /// The client asks to switch to WebSocket: `Upgrade: websocket` and
+    /// `Connection: upgrade` (RFC 9110 §7.8). Any other offer (curl's
+    /// `h2c`) is ignored, as §7.8 lets a server: the request is an ordinary
+    /// one and its `Upgrade` is dropped as hop-by-hop.
     pub upgrade: bool,
 }
 
@@ -238,7 +240,7 @@ pub fn parse_request_into(
         content,
         authorization: seen.authorization,
         api_key: seen.api_key,
-        upgrade: seen.upgrade_field && seen.connection_upgrade,
+        upgrade: seen.upgrade_websocket && seen.connection_upgrade,
         headers,
     }))
 }
@@ -677,8 +679,8 @@ struct Summary {
     api_key_fields: usize,
     /// Index of the first `x-api-key` field.
     api_key: Option<usize>,
-    /// An `Upgrade` field is present.
-    upgrade_field: bool,
+    /// An `Upgrade` field offers `websocket`.
+    upgrade_websocket: bool,
     /// `Connection` lists `upgrade`.
     connection_upgrade: bool,
 }
@@ -722,7 +724,7 @@ impl Summary {
                     seen.api_key_fields += 1;
                     seen.api_key.get_or_insert(i);
                 }
-                Name::Upgrade => seen.upgrade_field = true,
+                Name::Upgrade => seen.upgrade_websocket |= has_token(value, b"websocket"),
                 _ => {}
             }
         }
