@@ -477,21 +477,28 @@ impl Client {
                     .await
             }
         }
-        // SPEC §3.6: the router answers `Expect: 100-continue` itself
-        // (RFC 9110 §10.1.1), once the head passed every check above.
-        if head.expect_continue
-            && head.version == Version::Http11
-            && self.buf.len() == head.len
-            && self.stream.write_all(respond::CONTINUE).await.is_err()
-        {
-            return Next::Close;
-        }
-
         // Where the model comes from: the path, the query, or the body.
         let (known, forward_path) = match select(&self.buf, head, body_follows) {
             Ok(selected) => selected,
             Err(err) => return self.reject(rec, &err, no_body).await,
         };
+        // SPEC §3.6: the router answers `Expect: 100-continue` itself
+        // (RFC 9110 §10.1.1), once nothing short of the body can refuse the
+        // request: the checks above, and the route of a model the path named.
+        if head.expect_continue
+            && head.version == Version::Http11
+            && body_follows
+            && self.buf.len() == head.len
+        {
+            if let Some(model) = known.as_deref().filter(|m| config.routes.get(m).is_none()) {
+                rec.model = Some(model.to_owned());
+                let err = Error::UnknownModel(model.to_owned());
+                return self.reject(rec, &err, no_body).await;
+            }
+            if self.stream.write_all(respond::CONTINUE).await.is_err() {
+                return Next::Close;
+            }
+        }
         let scanner = match (&known, &head.content) {
             (Some(_), _) => None,
             (None, ContentKind::Json) => Some(Scanner::Json(JsonScanner::new())),

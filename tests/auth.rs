@@ -206,6 +206,41 @@ fn step6_expect_with_wrong_token_gets_401_and_no_100() {
     upstream.assert_untouched();
 }
 
+/// Step 6: whatever the head alone can refuse is refused before a 100: a
+/// route path naming no model, or a model that does not exist, or a request
+/// with no body to find one in.
+#[test]
+fn step6_expect_refused_by_the_head_gets_no_100() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
+    let rows = [
+        ("POST /route//x", "Content-Length: 3\r\n", 400),
+        ("POST /route/nope/x", "Content-Length: 3\r\n", 404),
+        ("POST /v1/embeddings", "Content-Length: 0\r\n", 400),
+        ("GET /v1/embeddings", "", 400),
+    ];
+    for (line, framing, status) in rows {
+        let mut client = Client::connect(router.addr());
+        client.send(
+            format!(
+                "{line} HTTP/1.1\r\nHost: {CLIENT_HOST}\r\nExpect: 100-continue\r\n{framing}\r\n"
+            )
+            .as_bytes(),
+        );
+        let response = client
+            .try_read_response(Duration::from_secs(3))
+            .unwrap_or_else(|e| {
+                panic!("{line}: expected a {status} without sending the body: {e}")
+            });
+        assert_ne!(
+            response.status, 100,
+            "{line}: no 100 Continue for a rejected request"
+        );
+        response.assert_error(status);
+    }
+    upstream.assert_untouched();
+}
+
 /// Step 6: over the cap with Expect: final 413, no 100.
 #[test]
 fn step6_expect_over_cap_gets_413_and_no_100() {
