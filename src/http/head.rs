@@ -362,12 +362,34 @@ fn starts_with_ignore_case(v: &[u8], prefix: &[u8]) -> bool {
     v.len() >= prefix.len() && eq_ignore_case(&v[..prefix.len()], prefix)
 }
 
-/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2), checked by byte class
-/// only: reg-name and IP-literal characters (RFC 3986 §3.2.2), `%`, `:`.
-/// An empty value is allowed (RFC 9112 §3.2: a target without authority).
+/// `Host = uri-host [ ":" port ]` (RFC 9110 §7.2): a bracketed IP-literal,
+/// or a reg-name or IPv4 address (RFC 3986 §3.2.2), then an optional port
+/// of digits (§3.2.3). An empty value is allowed (RFC 9112 §3.2: a target
+/// without authority).
 fn is_valid_host(v: &[u8]) -> bool {
-    v.iter()
-        .all(|&b| is_uri_char(b) || matches!(b, b':' | b'[' | b']'))
+    let rest = match v.strip_prefix(b"[") {
+        Some(literal) => match memchr::memchr(b']', literal) {
+            Some(end) if end > 0 => {
+                if !literal[..end].iter().all(|&b| is_uri_char(b) || b == b':') {
+                    return false;
+                }
+                &literal[end + 1..]
+            }
+            _ => return false,
+        },
+        None => {
+            let end = memchr::memchr(b':', v).unwrap_or(v.len());
+            if !v[..end].iter().all(|&b| is_uri_char(b)) {
+                return false;
+            }
+            &v[end..]
+        }
+    };
+    match rest.split_first() {
+        None => true,
+        Some((b':', port)) => port.iter().all(u8::is_ascii_digit),
+        Some(_) => false,
+    }
 }
 
 /// A parsed response head. Ranges index the buffer given to

@@ -318,6 +318,17 @@ fn host() {
         (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", Some(HeadError::Host)),
         (b"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", Some(HeadError::Host)),
         (b"GET / HTTP/1.1\r\nHost: a\"\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: a:8080\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: a:\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: 10.0.0.1:80\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: [fe80::1%25eth0]\r\n\r\n", None),
+        (b"GET / HTTP/1.1\r\nHost: x:abc\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: a:b:c\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: [zz\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: []\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: [::1]x\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: a]:1\r\n\r\n", Some(HeadError::Host)),
+        (b"GET / HTTP/1.1\r\nHost: [::1]:8a\r\n\r\n", Some(HeadError::Host)),
     ];
     for (input, want) in cases {
         match want {
