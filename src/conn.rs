@@ -436,10 +436,16 @@ impl Client {
             } else if path == b"/v1/models" {
                 Some(Ok(&config.routes.models_json))
             } else if let Some(id) = path.strip_prefix(b"/v1/models/") {
-                let name = route::percent_decode(id).unwrap_or_default();
-                Some(match config.routes.get(&name) {
+                // An id that does not decode names no model; the 404 quotes
+                // it as sent.
+                let name = route::percent_decode(id);
+                Some(match name.as_deref().and_then(|n| config.routes.get(n)) {
                     Some(up) if up.listed => Ok(&up.model_json),
-                    _ => Err(Error::NoSuchModel(name)),
+                    _ => {
+                        Err(Error::NoSuchModel(name.unwrap_or_else(|| {
+                            String::from_utf8_lossy(id).into_owned()
+                        })))
+                    }
                 })
             } else {
                 None

@@ -111,6 +111,16 @@ fn step2_unknown_model_by_id_is_404() {
     ] {
         client.exchange(&get(path, &[])).assert_error(404);
     }
+    // An id that does not percent-decode is quoted as sent.
+    let response = client.exchange(&get("/v1/models/al%zzpha", &[]));
+    response.assert_error(404);
+    assert!(
+        response.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("`al%zzpha`")),
+        "{}",
+        response.text()
+    );
     upstream.assert_untouched();
 }
 
