@@ -423,7 +423,20 @@ impl Client {
             head.header(&self.buf, head.authorization),
             head.header(&self.buf, head.api_key),
         );
-        let body_follows = !matches!(head.framing, Framing::Empty | Framing::Length(0));
+        let framing = match head.framing {
+            Ok(framing) => framing,
+            // SPEC §3.3–4: a body that cannot be framed is refused and the
+            // connection closed, but auth comes first.
+            Err(e) => {
+                let err = if authorized {
+                    Error::Head(e)
+                } else {
+                    Error::Unauthorized
+                };
+                return self.reject(rec, &err, None).await;
+            }
+        };
+        let body_follows = !matches!(framing, Framing::Empty | Framing::Length(0));
         // What to release after an answer that reads no body.
         let no_body = if body_follows { None } else { Some(head.len) };
 
@@ -470,7 +483,7 @@ impl Client {
         }
         // SPEC §3.4–5: framing and the cap, before reading the body.
         let cap = config.max_body_bytes;
-        match head.framing {
+        match framing {
             Framing::Length(n) if n > cap => {
                 return self
                     .reject(rec, &Error::Body(BodyError::TooLarge), None)
@@ -513,7 +526,7 @@ impl Client {
             }
         };
         let mut body = Body {
-            decoder: Decoder::new(head.framing, Some(cap)),
+            decoder: Decoder::new(framing, Some(cap)),
             scanner,
             pos: head.len,
             found: known.is_some(),

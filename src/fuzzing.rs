@@ -252,8 +252,12 @@ pub fn request_head(data: &[u8]) {
         .collect();
     let codings = count(&f, b"transfer-encoding");
     match head.framing {
-        Framing::Empty => assert!(lengths.is_empty() && codings == 0),
-        Framing::Length(n) => {
+        Err(_) => assert!(
+            !lengths.is_empty() || codings > 0,
+            "framing refused without a framing field"
+        ),
+        Ok(Framing::Empty) => assert!(lengths.is_empty() && codings == 0),
+        Ok(Framing::Length(n)) => {
             assert_eq!(codings, 0, "Content-Length framing with Transfer-Encoding");
             assert_eq!(
                 lengths.len(),
@@ -264,7 +268,7 @@ pub fn request_head(data: &[u8]) {
             let digits = std::str::from_utf8(lengths[0]).unwrap_or("");
             assert_eq!(digits.parse::<u64>().ok(), Some(n));
         }
-        Framing::Chunked => {
+        Ok(Framing::Chunked) => {
             assert!(
                 lengths.is_empty() && codings >= 1,
                 "chunked with Content-Length"
@@ -280,7 +284,7 @@ pub fn request_head(data: &[u8]) {
             let codings: Vec<&[u8]> = crate::http::list_elements(&te).collect();
             assert_eq!(codings, [b"chunked"], "chunked framing from {te:?}");
         }
-        Framing::UntilClose => panic!("a request framed until close"),
+        Ok(Framing::UntilClose) => panic!("a request framed until close"),
     }
 
     // Bytes after the head never change the verdict.
@@ -936,9 +940,13 @@ pub fn rewrite(data: &[u8]) {
 }
 
 fn rewrite_request(ctl: u8, buf: &[u8]) {
+    // A head whose framing is refused is never forwarded.
     let Ok(Status::Complete(head)) = head::parse_request(buf) else {
         return;
     };
+    if head.framing.is_err() {
+        return;
+    }
     let ups = upstreams();
     let up = &ups[usize::from(ctl >> 1) % ups.len()];
     let strip_auth = ctl & 0x10 != 0;

@@ -184,6 +184,37 @@ fn step6_expect_100_continue_answered_after_auth() {
     assert!(got.body == body.as_bytes(), "2 MiB body altered");
 }
 
+/// Step 3 before step 4: a head whose body cannot be framed gets 401 when
+/// it carries no valid token, its framing status only with one; either way
+/// the connection closes and nothing reaches the upstream.
+#[test]
+fn step3_auth_is_answered_before_a_framing_fault() {
+    let (upstream, router) = setup();
+    let rows = [
+        ("Transfer-Encoding: gzip", 501),
+        ("Content-Length: 1\r\nContent-Length: 1", 400),
+        ("Content-Length: 1\r\nTransfer-Encoding: chunked", 400),
+    ];
+    for (framing, status) in rows {
+        for (auth, want) in [("", 401), ("Authorization: Bearer wrong\r\n", 401)]
+            .into_iter()
+            .chain([(&*format!("Authorization: Bearer {TOKEN}\r\n"), status)])
+        {
+            let mut client = Client::connect(router.addr());
+            client.send(
+                format!("POST /v1/chat/completions HTTP/1.1\r\nHost: {CLIENT_HOST}\r\n{auth}{framing}\r\n\r\nx")
+                    .as_bytes(),
+            );
+            let response = client
+                .try_read_response(Duration::from_secs(3))
+                .unwrap_or_else(|e| panic!("{framing:?}: {e}"));
+            response.assert_error(want);
+            client.assert_closed(Duration::from_secs(3), framing);
+        }
+    }
+    upstream.assert_untouched();
+}
+
 /// Step 6: a rejected request gets its final status, never a 100.
 #[test]
 fn step6_expect_with_wrong_token_gets_401_and_no_100() {

@@ -98,7 +98,11 @@ pub struct RequestHead {
     pub version: Version,
     /// Every field, in order.
     pub headers: Vec<HeaderIdx>,
-    pub framing: Framing,
+    /// How the body ends, or why that cannot be told ([`HeadError::ContentLength`],
+    /// [`HeadError::FramingConflict`], [`HeadError::UnsupportedCoding`]).
+    /// Kept apart from the head's other faults, which refuse the head
+    /// outright: SPEC §3.3 has auth answered before anything about the body.
+    pub framing: Result<Framing, HeadError>,
     /// Whether the client wants the connection kept after this exchange.
     pub keep_alive: bool,
     /// `Expect: 100-continue` was sent.
@@ -167,7 +171,9 @@ impl RequestHead {
 ///   [`HeadError::Host`].
 /// - The framing of RFC 9112 §6.3 (see [`Framing`]), strictly: `Content-Length`
 ///   digits only and in one field, `Transfer-Encoding` exactly `chunked`,
-///   never both, never in HTTP/1.0.
+///   never both, never in HTTP/1.0. A head that breaks only these rules is
+///   still complete, with the error in `framing`: the caller refuses it
+///   after auth.
 /// - At most one `Authorization` and one `Content-Type` field, else
 ///   [`HeadError::Malformed`]: the router and the upstream must not be able
 ///   to read different credentials or body kinds from the same head.
@@ -219,7 +225,7 @@ pub fn parse_request_into(
     if seen.host_fields > 1 || (host_required && seen.host_fields == 0) || !seen.host_valid {
         return Err(HeadError::Host);
     }
-    let framing = request_framing(version, &seen)?;
+    let framing = request_framing(version, &seen);
     let keep_alive = keep_alive(version, &seen);
     // RFC 9110 §10.1.1: a server MUST ignore 100-continue in an HTTP/1.0
     // request (a 1.0 client may not understand the interim response).

@@ -12,9 +12,14 @@ fn req(input: &[u8]) -> RequestHead {
     }
 }
 
+/// Parses `input`, which must be refused with `want`: the head itself, or
+/// (for a framing fault) its `framing`.
 fn req_err(input: &[u8], want: HeadError) {
     match parse_request(input) {
         Err(got) => assert_eq!(got, want, "{}", show(input)),
+        Ok(Status::Complete(RequestHead {
+            framing: Err(got), ..
+        })) => assert_eq!(got, want, "{}", show(input)),
         other => panic!("{}: want {want:?}, got {other:?}", show(input)),
     }
 }
@@ -40,7 +45,7 @@ fn post(fields: &[&str]) -> Vec<u8> {
 /// The request framing for `fields`, or the error.
 fn framing(fields: &[&str]) -> Result<Framing, HeadError> {
     match parse_request(&post(fields)) {
-        Ok(Status::Complete(head)) => Ok(head.framing),
+        Ok(Status::Complete(head)) => head.framing,
         Ok(Status::Partial) => panic!("{fields:?}: partial"),
         Err(e) => Err(e),
     }
@@ -58,7 +63,7 @@ fn simple_get() {
     assert_eq!(head.headers.len(), 2);
     assert_eq!(head.headers[1].name_bytes(buf), b"Accept");
     assert_eq!(head.headers[1].value_bytes(buf), b"*/*");
-    assert_eq!(head.framing, Framing::Empty);
+    assert_eq!(head.framing, Ok(Framing::Empty));
     assert!(head.keep_alive);
     assert!(!head.expect_continue);
     assert_eq!(head.content, ContentKind::Json);
@@ -250,7 +255,7 @@ fn request_framing() {
 fn http10_requests() {
     let head = req(b"POST / HTTP/1.0\r\nContent-Length: 2\r\n\r\n");
     assert_eq!(head.version, Version::Http10);
-    assert_eq!(head.framing, Framing::Length(2));
+    assert_eq!(head.framing, Ok(Framing::Length(2)));
     assert!(!head.keep_alive);
     // RFC 9112 §6.1: Transfer-Encoding in HTTP/1.0 is faulty framing.
     req_err(
