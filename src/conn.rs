@@ -98,7 +98,7 @@ pub async fn serve(
     let mut stop = shutdown.clone();
     let mut client = Client {
         stream,
-        peer: peer.ip().to_string(),
+        peer: peer.ip().to_string().into(),
         config,
         shutdown,
         idle,
@@ -109,6 +109,7 @@ pub async fn serve(
             waker: None,
         },
         ended: now,
+        head_began: None,
         buf: Vec::new(),
         said: Vec::new(),
         scratch: Scratch::default(),
@@ -136,8 +137,9 @@ enum Next {
 
 struct Client {
     stream: TcpStream,
-    /// The client's IP address as text, for `X-Forwarded-For` and the log.
-    peer: String,
+    /// The client's IP address as text, for `X-Forwarded-For` and the log
+    /// (each request's [`Record`] holds it too).
+    peer: Arc<str>,
     config: Arc<Config>,
     /// Never marked seen, so that [`Client::shutting_down`] needs no lock.
     shutdown: watch::Receiver<bool>,
@@ -150,6 +152,9 @@ struct Client {
     /// When the last request ended (or the connection was accepted): the
     /// idle timeout counts from it.
     ended: Instant,
+    /// When the current head began to wait for its rest, if it had to: its
+    /// request's time counts from there.
+    head_began: Option<Instant>,
     /// Bytes read from the client and not yet released: the current head,
     /// body bytes held or kept for replay, then anything pipelined.
     buf: Vec<u8>,
@@ -192,7 +197,13 @@ impl Drop for Client {
 }
 
 /// The access-log facts of one request, filled in as it goes.
+///
+/// Its access line is written once: by [`Client::request`] when the request
+/// ends, or when the record is dropped unwritten, which happens when the
+/// connection's task is dropped mid-request (the runtime ending after the
+/// shutdown grace period cut it off).
 struct Record {
+    client: Arc<str>,
     start: Instant,
     /// The request's method then its path, as sent (the head is released
     /// before the line is written); the method is `method_len` bytes.
@@ -203,6 +214,34 @@ struct Record {
     status: u16,
     bytes_in: u64,
     bytes_out: u64,
+    written: bool,
+}
+
+impl Record {
+    fn write(&mut self, at: Instant) {
+        let (method, path) = self.said.split_at(self.method_len);
+        log::access(&log::Access {
+            at,
+            client: &self.client,
+            method,
+            path,
+            model: self.model.as_deref(),
+            status: self.status,
+            upstream: self.upstream.as_ref().map(|u| u.origin.as_str()),
+            duration: at.saturating_duration_since(self.start),
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+        });
+        self.written = true;
+    }
+}
+
+impl Drop for Record {
+    fn drop(&mut self) {
+        if !self.written {
+            self.write(Instant::now());
+        }
+    }
 }
 
 /// The request body as it is read: framing, model scanner, and how far the
@@ -294,11 +333,12 @@ impl From<Error> for Failure {
 impl Client {
     /// Reads and answers one request.
     async fn request(&mut self) -> Next {
-        let (next, rec) = match self.read_head().await {
+        let (next, mut rec) = match self.read_head().await {
             Ok(None) => return Next::Close,
             Err(err) => {
                 // A refused head is logged too, with what can be said of it.
                 let mut rec = self.record(None);
+                rec.bytes_in = self.buf.len() as u64;
                 (self.reject(&mut rec, &err, None).await, rec)
             }
             Ok(Some(head)) => {
@@ -314,22 +354,10 @@ impl Client {
                 (next, rec)
             }
         };
-        let (method, path) = rec.said.split_at(rec.method_len);
         self.ended = Instant::now();
-        log::access(&log::Access {
-            at: self.ended,
-            client: &self.peer,
-            method,
-            path,
-            model: rec.model.as_deref(),
-            status: rec.status,
-            upstream: rec.upstream.as_ref().map(|u| u.origin.as_str()),
-            duration: self.ended.saturating_duration_since(rec.start),
-            bytes_in: rec.bytes_in,
-            bytes_out: rec.bytes_out,
-        });
+        rec.write(self.ended);
         if rec.said.capacity() <= SAID_KEPT {
-            self.said = rec.said;
+            self.said = std::mem::take(&mut rec.said);
         }
         next
     }
@@ -342,7 +370,8 @@ impl Client {
         let method_len = said.len();
         said.extend_from_slice(&self.buf[path]);
         Record {
-            start: Instant::now(),
+            client: Arc::clone(&self.peer),
+            start: self.head_began.take().unwrap_or_else(Instant::now),
             said,
             method_len,
             model: None,
@@ -350,6 +379,7 @@ impl Client {
             status: 0,
             bytes_in: head.map_or(0, |h| h.len as u64),
             bytes_out: 0,
+            written: false,
         }
     }
 
@@ -400,8 +430,11 @@ impl Client {
             } else {
                 // A head has begun: it has `timeouts.head` from the first
                 // wait for the rest of it.
-                let deadline = *deadline
-                    .get_or_insert_with(|| later(tokio::time::Instant::now(), timeouts.head));
+                let deadline = *deadline.get_or_insert_with(|| {
+                    let now = tokio::time::Instant::now();
+                    self.head_began = Some(now.into_std());
+                    later(now, timeouts.head)
+                });
                 tokio::select! {
                     r = self.stream.read_buf(&mut self.buf) => r,
                     _ = tokio::time::sleep_until(deadline) => return Err(Error::HeadTimeout),

@@ -100,7 +100,8 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
 }
 
 /// The grace period bounds a request that never finishes: exit after
-/// shutdownSeconds even though the stream is still going.
+/// shutdownSeconds even though the stream is still going. The request cut
+/// off still gets its access line (SPEC §6: one per request).
 #[test]
 fn sigterm_grace_period_bounds_a_stuck_request() {
     let upstream = FakeUpstream::start(|_| Reply::sse(events(3), Duration::from_secs(30)));
@@ -128,6 +129,14 @@ fn sigterm_grace_period_bounds_a_stuck_request() {
         "router exited after {took:?}, before the 1 s grace period"
     );
     assert!(status.success(), "exit status: {status:?}");
+    // The log reader may still be catching up with the exited process.
+    poll_until(Duration::from_secs(3), || !router.access_lines().is_empty());
+    let lines = router.access_lines();
+    assert!(
+        lines.len() == 1 && lines[0].contains("status=200") && lines[0].contains("model=m"),
+        "the stream cut at the grace period's end must have its access line:\n{}",
+        router.logs()
+    );
 }
 
 /// SPEC §4: a request that reaches the router during the drain is answered

@@ -1128,4 +1128,23 @@ fn refused_heads_are_access_logged() {
         missing.join(", "),
         router.logs()
     );
+    // What the lines say: the time a slow head took, the bytes a refused
+    // head carried.
+    let line = |status: &str| {
+        let lines = router.access_lines();
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!("status={status}")))
+            .unwrap_or_else(|| panic!("no {status} line"));
+        logfmt(line)
+    };
+    let timed_out = line("408");
+    let ms: f64 = timed_out["duration_ms"].parse().unwrap();
+    assert!(ms >= 900.0, "a 408 after 1 s logged {ms} ms");
+    let too_large = line("431");
+    let bytes: u64 = too_large["bytes_in"].parse().unwrap();
+    assert!(
+        bytes >= 64 * 1024,
+        "a refused 64 KiB head logged bytes_in={bytes}"
+    );
 }
