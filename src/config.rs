@@ -207,10 +207,15 @@ impl Config {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
 struct RawConfig {
+    #[serde(default, deserialize_with = "present")]
     listen: Option<String>,
+    #[serde(default, deserialize_with = "present")]
     max_body_bytes: Option<u64>,
+    #[serde(default, deserialize_with = "present")]
     auth_tokens: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "present")]
     models: Option<Entries<Obj<RawModel>>>,
+    #[serde(default, deserialize_with = "present")]
     timeouts: Option<Obj<RawTimeouts>>,
 }
 
@@ -218,6 +223,7 @@ struct RawConfig {
 #[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
 struct RawModel {
     url: String,
+    #[serde(default, deserialize_with = "present")]
     headers: Option<Entries<String>>,
     /// Routable, but left out of `/v1/models` and the `/health` count.
     #[serde(default)]
@@ -227,10 +233,21 @@ struct RawModel {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", expecting = "an object")]
 struct RawTimeouts {
+    #[serde(default, deserialize_with = "present")]
     head_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     idle_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     connect_seconds: Option<f64>,
+    #[serde(default, deserialize_with = "present")]
     shutdown_seconds: Option<f64>,
+}
+
+/// An optional key that, when written, holds a value: `null` is refused
+/// rather than read as the default (`"authTokens": null` from a template
+/// must not turn auth off quietly). A missing key is `None` (`default`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(de: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(de).map(Some)
 }
 
 /// A struct that only a JSON object may fill. serde's derive also accepts
