@@ -40,7 +40,9 @@ pub enum Error {
     RoutePath,
     /// `GET /v1/models/{id}` for an id that is not configured.
     NoSuchModel(String),
-    /// The upstream refused the connection, reset it, or closed early.
+    /// Connecting to the upstream failed (refused, unreachable, TLS).
+    UpstreamUnreachable,
+    /// The upstream reset the connection or closed it early.
     UpstreamClosed,
     /// The upstream answered something that is not an HTTP/1.x response.
     UpstreamGarbage,
@@ -62,9 +64,10 @@ impl Error {
             | Error::NoBody
             | Error::RoutePath
             | Error::NoSuchModel(_) => Side::Client,
-            Error::UpstreamClosed | Error::UpstreamGarbage | Error::UpstreamTimeout => {
-                Side::Upstream
-            }
+            Error::UpstreamUnreachable
+            | Error::UpstreamClosed
+            | Error::UpstreamGarbage
+            | Error::UpstreamTimeout => Side::Upstream,
             Error::ShuttingDown => Side::Local,
         }
     }
@@ -90,7 +93,7 @@ impl Error {
             Error::HeadTimeout => 408,
             Error::Unauthorized => 401,
             Error::UnknownModel(_) | Error::NoSuchModel(_) => 404,
-            Error::UpstreamClosed | Error::UpstreamGarbage => 502,
+            Error::UpstreamUnreachable | Error::UpstreamClosed | Error::UpstreamGarbage => 502,
             Error::UpstreamTimeout => 504,
             Error::ShuttingDown => 503,
         }
@@ -133,7 +136,7 @@ impl Error {
             Error::HeadTimeout => "request_timeout",
             Error::Unauthorized => "invalid_api_key",
             Error::UnknownModel(_) | Error::NoSuchModel(_) => "model_not_found",
-            Error::UpstreamClosed => "upstream_unavailable",
+            Error::UpstreamUnreachable | Error::UpstreamClosed => "upstream_unavailable",
             Error::UpstreamGarbage => "upstream_bad_response",
             Error::UpstreamTimeout => "upstream_timeout",
             Error::ShuttingDown => "shutting_down",
@@ -151,6 +154,7 @@ impl Error {
             | Error::NoBody
             | Error::RoutePath
             | Error::NoSuchModel(_)
+            | Error::UpstreamUnreachable
             | Error::UpstreamClosed
             | Error::UpstreamGarbage
             | Error::UpstreamTimeout => false,
@@ -194,6 +198,7 @@ impl fmt::Display for Error {
             Error::Unauthorized => f.write_str("missing or invalid bearer token"),
             Error::UnknownModel(m) => write!(f, "The model `{m}` does not exist"),
             Error::NoSuchModel(m) => write!(f, "The model `{m}` does not exist"),
+            Error::UpstreamUnreachable => f.write_str("could not connect to the upstream"),
             Error::UpstreamClosed => f.write_str("upstream closed the connection"),
             Error::UpstreamGarbage => f.write_str("upstream sent an invalid response"),
             Error::UpstreamTimeout => f.write_str("upstream connect timed out"),
@@ -240,6 +245,7 @@ mod tests {
             (Error::Head(HeadError::TooLarge), 431),
             (Error::Head(HeadError::TooManyHeaders), 431),
             (Error::Head(HeadError::UnsupportedCoding), 501),
+            (Error::UpstreamUnreachable, 502),
             (Error::UpstreamClosed, 502),
             (Error::UpstreamGarbage, 502),
             (Error::UpstreamTimeout, 504),

@@ -68,7 +68,7 @@ pub fn main(config: Config) -> ExitCode {
         let listeners = match bound {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("llmhop: listen: {e}");
+                eprintln!("llmhop: listen: {}: {e}", config.listen);
                 return ExitCode::FAILURE;
             }
         };

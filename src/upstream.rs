@@ -73,7 +73,7 @@ pub async fn connect(up: &Upstream, timeout: Duration) -> Result<Stream, Error> 
                 "upstream connect failed",
                 &[("upstream", &up.origin), ("error", &why)],
             );
-            Err(Error::UpstreamClosed)
+            Err(Error::UpstreamUnreachable)
         }
         Ok(Ok(stream)) => Ok(stream),
     }

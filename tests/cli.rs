@@ -215,6 +215,20 @@ fn run_mode_reports_config_errors_too() {
     );
 }
 
+/// A listen address that cannot be bound is one line naming it.
+#[test]
+fn listen_address_in_use_is_one_line_naming_it() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = TempDir::new();
+    dir.write(
+        "config.json",
+        &format!(r#"{{"listen":"{addr}","models":{{"m":{{"url":"http://127.0.0.1:9"}}}}}}"#),
+    );
+    let run = llmhop(&dir.0, &[], &[]);
+    assert_one_line_error(&run, 1, &[&format!("llmhop: listen: {addr}: "), "in use"]);
+}
+
 #[test]
 fn secret_file_with_inner_newline_is_refused() {
     let dir = TempDir::new();

@@ -197,7 +197,15 @@ fn upstream_refused_is_502() {
         json!({}),
     ));
     let mut client = Client::connect(router.addr());
-    client.exchange(&chat("m")).assert_error(502);
+    let response = client.exchange(&chat("m"));
+    response.assert_error(502);
+    assert!(
+        response
+            .text()
+            .contains("could not connect to the upstream"),
+        "{}",
+        response.text()
+    );
     // The router stays usable on the same connection.
     client.exchange(&get("/health", &[]));
 }
