@@ -310,14 +310,14 @@ impl<'de, V: Deserialize<'de>> Deserialize<'de> for Entries<V> {
     }
 }
 
-/// Header names llmhop writes itself or that decide framing and connection
-/// handling (RFC 9112 §6, RFC 9110 §7.6.1). Configuring one would let a
-/// config line break request framing upstream, so they are refused.
+/// Header names that decide framing and connection handling (RFC 9112 §6,
+/// RFC 9110 §7.6.1). Configuring one would let a config line break request
+/// framing upstream, so they are refused. (`Host` may be configured: it
+/// replaces the upstream's authority.)
 const RESERVED_HEADERS: &[&str] = &[
     "connection",
     "content-length",
     "expect",
-    "host",
     "keep-alive",
     "proxy-connection",
     "te",

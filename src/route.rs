@@ -82,7 +82,8 @@ pub struct Target {
 pub struct Upstream {
     pub model: String,
     pub url: Url,
-    /// `Host` value sent upstream.
+    /// `Host` value sent upstream: the url's authority, or a configured
+    /// `Host` header.
     pub authority: String,
     /// `scheme://authority`, for logs.
     pub origin: String,
@@ -143,11 +144,18 @@ impl Table {
                 .clone();
             let mut header_block = Vec::new();
             let mut header_names = Vec::new();
+            let mut authority = t.url.authority();
             for (name, value) in &t.headers {
                 assert!(
                     crate::http::is_token(name.as_bytes())
                         && crate::http::is_safe_value(value.expose().as_bytes())
                 );
+                if name.eq_ignore_ascii_case("host") {
+                    // Written where the client's Host was, as the url's
+                    // authority would be.
+                    value.expose().clone_into(&mut authority);
+                    continue;
+                }
                 header_names.push(name.to_ascii_lowercase().into_bytes());
                 header_block.extend_from_slice(name.as_bytes());
                 header_block.extend_from_slice(b": ");
@@ -155,7 +163,7 @@ impl Table {
                 header_block.extend_from_slice(b"\r\n");
             }
             let upstream = Upstream {
-                authority: t.url.authority(),
+                authority,
                 origin: t.url.origin(),
                 model_json: respond::model_object(&t.model),
                 model: t.model.clone(),

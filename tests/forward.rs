@@ -173,6 +173,26 @@ fn step9_configured_headers_replace_client_fields() {
     );
 }
 
+/// Step 9: a configured `Host` replaces the upstream's authority (a virtual
+/// host reached by address), in the client's Host position, once.
+#[test]
+fn step9_configured_host_replaces_the_authority() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(json!({
+        "models": { "m": { "url": upstream.url(), "headers": { "host": "llm.internal:8443" } } }
+    }));
+    let response = Client::connect(router.addr()).exchange(&post_json(
+        "/v1/chat/completions",
+        &[],
+        r#"{"model":"m"}"#,
+    ));
+    assert_eq!(response.status, 200, "{}", lossy(&response.raw));
+    let got = &upstream.wait_requests(1, Duration::from_secs(5))[0];
+    assert_eq!(got.header_count("host"), 1, "{}", lossy(&got.head));
+    assert_eq!(got.header("host"), Some("llm.internal:8443"));
+    assert_eq!(got.headers[0].0, "Host", "{}", lossy(&got.head));
+}
+
 /// Step 9: a chunked body is forwarded with its own framing, chunk
 /// boundaries and extensions byte for byte; the model spans two chunks.
 #[test]

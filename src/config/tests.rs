@@ -188,7 +188,7 @@ fn errors_name_their_path() {
         (u("http://h/a\r\nX: y"), "models.m.url", "the path contains"),
         (h(r#"{"Bad Name":"x"}"#), "models.m.headers", "\"Bad Name\" is not a valid header name"),
         (h(r#"{"":"x"}"#), "models.m.headers", "\"\" is not a valid header name"),
-        (h(r#"{"Host":"x"}"#), "models.m.headers.Host", "this header is managed by llmhop"),
+        (h(r#"{"Content-Length":"1"}"#), "models.m.headers.Content-Length", "this header is managed by llmhop"),
         (h(r#"{"transfer-encoding":"x"}"#), "models.m.headers.transfer-encoding", "this header is managed"),
         (h(r#"{"X-A":"1","x-a":"2"}"#), "models.m.headers.x-a", "set twice"),
         (h(r#"{"Authorization":"Bearer ${env:OPENAI_KEY}"}"#), "models.m.headers.Authorization", "env var OPENAI_KEY is not set"),
