@@ -49,6 +49,14 @@ fn main() -> ExitCode {
             };
             match load(&config, secrets) {
                 Ok(loaded) => {
+                    // What the run would also refuse (not at build time:
+                    // the runtime environment may not exist yet).
+                    if !no_secrets {
+                        if let Err(e) = llmhop::server::preflight(&loaded) {
+                            eprintln!("llmhop: {e}");
+                            return ExitCode::FAILURE;
+                        }
+                    }
                     print!("{}", loaded.summary());
                     ExitCode::SUCCESS
                 }

@@ -28,19 +28,29 @@ pub const BACKLOG: u32 = 4096;
 /// that the loop backs off instead of spinning a core.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// Runs the router until SIGTERM or SIGINT; builds its own runtime with one
-/// worker per core the process may use.
-pub fn main(config: Config) -> ExitCode {
+/// What must hold beyond the config file before serving, checked by
+/// `--check` too: with an `https://` upstream, the TLS roots load (an
+/// unreadable `$SSL_CERT_FILE` is an error).
+pub fn preflight(config: &Config) -> Result<(), String> {
     #[cfg(feature = "tls")]
     if config
         .routes
         .upstreams()
         .any(|u| u.url.scheme == crate::route::Scheme::Https)
     {
-        if let Err(e) = crate::tls::client_config() {
-            eprintln!("llmhop: {e}");
-            return ExitCode::FAILURE;
-        }
+        crate::tls::client_config()?;
+    }
+    #[cfg(not(feature = "tls"))]
+    let _ = config;
+    Ok(())
+}
+
+/// Runs the router until SIGTERM or SIGINT; builds its own runtime with one
+/// worker per core the process may use.
+pub fn main(config: Config) -> ExitCode {
+    if let Err(e) = preflight(&config) {
+        eprintln!("llmhop: {e}");
+        return ExitCode::FAILURE;
     }
     // Before the runtime exists: taking inherited sockets edits the
     // environment, which must happen while this is the only thread.

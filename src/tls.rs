@@ -17,8 +17,8 @@ use tokio_rustls::TlsConnector;
 static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
 
 /// The client configuration, built on first use and shared afterwards.
-/// An unreadable or empty `$SSL_CERT_FILE` is an error (said once, at
-/// startup, by [`crate::server::main`]).
+/// An unreadable or empty `$SSL_CERT_FILE` is an error (said once, before
+/// serving, by [`crate::server::preflight`]).
 pub fn client_config() -> Result<Arc<ClientConfig>, String> {
     CONFIG.get_or_init(build).clone()
 }

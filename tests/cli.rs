@@ -322,6 +322,24 @@ fn syntax_error_names_line_and_column() {
     assert_one_line_error(&run, 1, &["llmhop: config.json: line 4 column 3: "]);
 }
 
+/// `--check` refuses what the run would: with an https upstream, an
+/// unreadable `$SSL_CERT_FILE`; `--no-secrets` (build time) does not look.
+#[cfg(feature = "tls")]
+#[test]
+fn check_loads_the_tls_roots_the_run_needs() {
+    let dir = TempDir::new();
+    dir.write(
+        "config.json",
+        r#"{"models":{"gpt":{"url":"https://api.openai.com/"}}}"#,
+    );
+    let missing = dir.0.join("no-such-ca.pem");
+    let env = [("SSL_CERT_FILE", missing.to_str().unwrap())];
+    let run = llmhop(&dir.0, &["--check"], &env);
+    assert_one_line_error(&run, 1, &["llmhop: SSL_CERT_FILE", "no-such-ca.pem"]);
+    let run = llmhop(&dir.0, &["--check", "--no-secrets"], &env);
+    assert_eq!(run.status, Some(0), "stderr: {}", run.stderr);
+}
+
 /// `https://` works with the `tls` feature; without it, startup names the
 /// sidecar alternative (SPEC §5).
 #[test]
