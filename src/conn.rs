@@ -98,7 +98,7 @@ pub async fn serve(
     let mut stop = shutdown.clone();
     let mut client = Client {
         stream,
-        peer: peer.ip().to_string().into(),
+        peer: client_address(peer),
         config,
         shutdown,
         idle,
@@ -124,6 +124,13 @@ pub async fn serve(
             }
         }
     }
+}
+
+/// The client's address as the log and `X-Forwarded-For` give it: an IPv4
+/// client of a dual-stack listener (`":PORT"`) as `127.0.0.1`, not as
+/// `::ffff:127.0.0.1`.
+fn client_address(peer: SocketAddr) -> Arc<str> {
+    peer.ip().to_canonical().to_string().into()
 }
 
 /// What happens to the connection after a request.
@@ -394,7 +401,7 @@ impl Client {
                 // Parse only when the end of a head may have arrived (or on
                 // the first bytes, to refuse garbage at once): a head
                 // trickled byte by byte must not cost a parse per byte.
-                if scanned == 0 || ends_head(&self.buf, scanned) {
+                if scanned == 0 || worth_parsing(&self.buf, scanned) {
                     let index = std::mem::take(&mut self.scratch.request_fields);
                     if let Status::Complete(head) = head::parse_request_into(&self.buf, index)? {
                         return Ok(Some(head));
@@ -809,9 +816,53 @@ fn query_model(query: &[u8]) -> Option<String> {
         .filter(|m| !m.is_empty())
 }
 
-/// Whether the bytes from `from - 3` on hold the blank line that ends a head
-/// (CRLF CRLF, or a bare-LF variant the parser will refuse).
-fn ends_head(buf: &[u8], from: usize) -> bool {
+/// Whether the bytes read since `from` make a parse worth it: they may end
+/// the head (CRLF CRLF, or a bare-LF variant the parser will refuse), or
+/// they hold a bare CR or LF, which the parser refuses before the end.
+fn worth_parsing(buf: &[u8], from: usize) -> bool {
     let tail = &buf[from.saturating_sub(3)..];
-    memchr::memmem::find(tail, b"\n\r\n").is_some() || memchr::memmem::find(tail, b"\n\n").is_some()
+    memchr::memmem::find(tail, b"\n\r\n").is_some()
+        || memchr::memmem::find(tail, b"\n\n").is_some()
+        || has_bare_line_end(buf, from.saturating_sub(1))
+}
+
+/// A LF not after a CR, or a CR followed by something other than LF, at or
+/// after `from` (a CR that ends `buf` is not bare yet).
+fn has_bare_line_end(buf: &[u8], from: usize) -> bool {
+    memchr::memchr2_iter(b'\r', b'\n', &buf[from..]).any(|i| {
+        let i = from + i;
+        match buf[i] {
+            b'\n' => i == 0 || buf[i - 1] != b'\r',
+            _ => buf.get(i + 1).is_some_and(|&b| b != b'\n'),
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_addresses_are_canonical() {
+        let show = |a: &str| client_address(a.parse().unwrap()).to_string();
+        assert_eq!(show("[::ffff:127.0.0.1]:5"), "127.0.0.1");
+        assert_eq!(show("10.1.2.3:5"), "10.1.2.3");
+        assert_eq!(show("[::1]:5"), "::1");
+    }
+
+    #[test]
+    fn bare_line_ends() {
+        let cases: &[(&[u8], usize, bool)] = &[
+            (b"GET / HTTP/1.1\r\nHost: x\r\n", 0, false),
+            (b"GET / HTTP/1.1\r\nHost: x\nX: 1", 0, true),
+            (b"GET / HTTP/1.1\r\nHost: x\rX: 1", 0, true),
+            (b"GET / HTTP/1.1\r", 0, false),
+            (b"\nGET", 0, true),
+            // Only what was read since `from` is looked at.
+            (b"A\nB\r\nC", 3, false),
+        ];
+        for &(buf, from, want) in cases {
+            assert_eq!(has_bare_line_end(buf, from), want, "{}", buf.escape_ascii());
+        }
+    }
 }

@@ -129,6 +129,28 @@ fn step4_bare_lf_in_head_is_400() {
     assert_rejected(request.as_bytes(), 400);
 }
 
+/// A bare LF is refused when it arrives, not when (if ever) the head
+/// ends: a head that never ends would otherwise wait for its 408.
+#[test]
+fn step4_bare_lf_in_an_unfinished_head_is_400_at_once() {
+    let upstream = FakeUpstream::ok();
+    let router = Router::start(config_for(
+        &[("m", &upstream.url())],
+        json!({ "timeouts": { "headSeconds": 30 } }),
+    ));
+    let mut client = Client::connect(router.addr());
+    client.send(b"POST /v1/chat/completions HTTP/1.1\r\n");
+    // Apart, so that the router has parsed the first line alone (not a
+    // readiness wait: the result is the same if they arrive together).
+    std::thread::sleep(Duration::from_millis(50));
+    client.send(b"Host: x\nX-A: 1\r\n");
+    let response = client
+        .try_read_response(Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("expected a 400 before the head ends: {e}"));
+    response.assert_error(400);
+    upstream.assert_untouched();
+}
+
 #[test]
 fn step4_bare_lf_line_ends_is_400() {
     let request =
