@@ -1200,8 +1200,11 @@ impl FakeLookup {
 }
 
 impl Lookup for FakeLookup {
-    fn env(&self, name: &str) -> Option<String> {
-        self.resolves(name).then(|| self.value(name))
+    fn env(&self, name: &str) -> Result<String, std::env::VarError> {
+        match self.resolves(name) {
+            true => Ok(self.value(name)),
+            false => Err(std::env::VarError::NotPresent),
+        }
     }
 
     fn file(&self, path: &str) -> io::Result<String> {

@@ -44,8 +44,9 @@ impl fmt::Display for Secret {
 /// Where references are resolved: the process environment and file system
 /// ([`System`]), or a fake in tests.
 pub trait Lookup {
-    /// The environment variable `name`, `None` when it is unset.
-    fn env(&self, name: &str) -> Option<String>;
+    /// The environment variable `name` (`VarError::NotUnicode` holds the
+    /// value: it is dropped, never shown).
+    fn env(&self, name: &str) -> Result<String, std::env::VarError>;
     /// The whole content of the file at `path`, as written in the reference
     /// (relative paths are the implementation's to resolve).
     fn file(&self, path: &str) -> io::Result<String>;
@@ -58,10 +59,8 @@ pub trait Lookup {
 pub struct System;
 
 impl Lookup for System {
-    /// A variable whose value is not valid UTF-8 counts as unset: it could
-    /// not be written into a header anyway.
-    fn env(&self, name: &str) -> Option<String> {
-        std::env::var(name).ok()
+    fn env(&self, name: &str) -> Result<String, std::env::VarError> {
+        std::env::var(name)
     }
 
     fn file(&self, path: &str) -> io::Result<String> {
@@ -82,6 +81,8 @@ impl Lookup for System {
 pub enum SecretError {
     /// `${env:NAME}`, `${NAME}` or `$NAME` with NAME unset.
     EnvUnset { name: String },
+    /// The same, set to a value that is not UTF-8.
+    EnvNotUtf8 { name: String },
     /// `${file:PATH}` whose file cannot be read (or is not UTF-8).
     FileUnreadable { path: String, reason: String },
     /// `${kind:...}` with a kind other than `env` or `file`.
@@ -97,6 +98,7 @@ impl fmt::Display for SecretError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SecretError::EnvUnset { name } => write!(f, "env var {name} is not set"),
+            SecretError::EnvNotUtf8 { name } => write!(f, "env var {name} is not valid UTF-8"),
             // The path is the template's, free-form: control characters
             // are escaped so that the error stays one line (SPEC §1).
             SecretError::FileUnreadable { path, reason } => {
@@ -260,9 +262,14 @@ pub fn expand(template: &str, lookup: &dyn Lookup) -> Result<Secret, SecretError
         match piece {
             Piece::Literal(text) => out.push_str(text),
             Piece::Env(name) => match lookup.env(name) {
-                Some(value) => out.push_str(&value),
-                None => {
+                Ok(value) => out.push_str(&value),
+                Err(std::env::VarError::NotPresent) => {
                     return Err(SecretError::EnvUnset {
+                        name: name.to_owned(),
+                    })
+                }
+                Err(std::env::VarError::NotUnicode(_)) => {
+                    return Err(SecretError::EnvNotUtf8 {
                         name: name.to_owned(),
                     })
                 }

@@ -203,6 +203,30 @@ fn unset_env_var_is_one_line_naming_the_key_path() {
     );
 }
 
+/// A variable set to bytes that are not UTF-8 is named as such, not as
+/// unset, and its value is not printed.
+#[test]
+fn env_var_not_utf8_is_named_as_such() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = TempDir::new();
+    dir.write(
+        "config.json",
+        r#"{"models":{"m":{"url":"http://h","headers":{"X-Key":"${env:LLMHOP_TEST_KEY}"}}}}"#,
+    );
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_llmhop"));
+    cmd.current_dir(&dir.0).arg("--check").env(
+        "LLMHOP_TEST_KEY",
+        std::ffi::OsStr::from_bytes(b"SECRET-\xff-value"),
+    );
+    let out = cmd.output().expect("run llmhop");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(
+        stderr.trim_end(),
+        "llmhop: config.json: models.m.headers.X-Key: env var LLMHOP_TEST_KEY is not valid UTF-8"
+    );
+}
+
 #[test]
 fn run_mode_reports_config_errors_too() {
     let dir = TempDir::new();

@@ -467,13 +467,13 @@ type SecretFile = (&'static str, String);
 struct Fake;
 
 impl Lookup for Fake {
-    fn env(&self, name: &str) -> Option<String> {
+    fn env(&self, name: &str) -> Result<String, std::env::VarError> {
         match name {
-            "LLMHOP_ENV_KEY" => Some(ENV_KEY.into()),
-            "LLMHOP_ORG" => Some(SHORT_ENV.into()),
-            "LLMHOP_PROJECT" => Some(BRACED_ENV.into()),
-            "LLMHOP_ENV_TOKEN" => Some(ENV_TOKEN.into()),
-            _ => None,
+            "LLMHOP_ENV_KEY" => Ok(ENV_KEY.into()),
+            "LLMHOP_ORG" => Ok(SHORT_ENV.into()),
+            "LLMHOP_PROJECT" => Ok(BRACED_ENV.into()),
+            "LLMHOP_ENV_TOKEN" => Ok(ENV_TOKEN.into()),
+            _ => Err(std::env::VarError::NotPresent),
         }
     }
 

@@ -6,8 +6,11 @@ use std::io;
 struct Fake(HashMap<&'static str, &'static str>);
 
 impl Lookup for Fake {
-    fn env(&self, name: &str) -> Option<String> {
-        self.0.get(name).map(|v| v.to_string())
+    fn env(&self, name: &str) -> Result<String, std::env::VarError> {
+        self.0
+            .get(name)
+            .map(|v| v.to_string())
+            .ok_or(std::env::VarError::NotPresent)
     }
     fn file(&self, path: &str) -> io::Result<String> {
         match self.0.get(format!("file:{path}").as_str()) {
@@ -182,6 +185,8 @@ fn errors_name_their_path() {
         (u("http://[::1"), "models.m.url", "unclosed `[`"),
         (u("http://[xyz]"), "models.m.url", "\"xyz\" is not an IPv6"),
         (u("http://[::1]x"), "models.m.url", "unexpected text after `]`"),
+        (u("http://::1:80"), "models.m.url", "IPv6 addresses need brackets"),
+        (top(r#""listen":"http://127.0.0.1:1""#), "listen", "expected \":PORT\""),
         (u("http://h h"), "models.m.url", "invalid host"),
         (u("http://1.2.3.400"), "models.m.url", "\"1.2.3.400\" is not an IPv4"),
         (u("http://h/a b"), "models.m.url", "the path contains"),
@@ -256,6 +261,12 @@ fn listen() {
     assert!(parse_listen("").is_err());
     assert!(parse_listen(" :80").is_err());
     assert!(parse_listen("[::1]").is_err());
+    assert!(parse_listen("::1:80")
+        .unwrap_err()
+        .contains("need brackets"));
+    assert!(parse_listen("http://127.0.0.1:1")
+        .unwrap_err()
+        .contains("not a url"));
 }
 
 #[test]

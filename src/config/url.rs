@@ -10,6 +10,9 @@ use crate::route::{Scheme, Url};
 /// [`Listen::Addr`] as written. PORT is decimal digits, 0-65535 (0: the OS
 /// picks one).
 pub(super) fn parse_listen(s: &str) -> Result<Listen, String> {
+    if s.contains("://") {
+        return Err("expected \":PORT\", \"HOST:PORT\" or \"[V6]:PORT\", not a url".into());
+    }
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let (v6, port) = rest.split_once("]:").ok_or("expected \"[V6]:PORT\"")?;
         v6.parse::<Ipv6Addr>()
@@ -100,6 +103,9 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
         (v6, port)
     } else {
         match authority.split_once(':') {
+            Some(_) if authority.matches(':').count() > 1 => {
+                return Err("IPv6 addresses need brackets: \"http://[::1]:8000\"".into());
+            }
             Some((host, port)) => (host, Some(port)),
             None => (authority, None),
         }

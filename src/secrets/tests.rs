@@ -7,8 +7,11 @@ struct Fake {
 }
 
 impl Lookup for Fake {
-    fn env(&self, name: &str) -> Option<String> {
-        self.env.get(name).map(|v| v.to_string())
+    fn env(&self, name: &str) -> Result<String, std::env::VarError> {
+        self.env
+            .get(name)
+            .map(|v| v.to_string())
+            .ok_or(std::env::VarError::NotPresent)
     }
     fn file(&self, path: &str) -> io::Result<String> {
         match self.files.get(path) {
