@@ -480,8 +480,9 @@ impl Client {
         // What to release after an answer that reads no body.
         let no_body = if body_follows { None } else { Some(head.len) };
 
-        // SPEC §3.2: the router's own endpoints, never forwarded.
-        if method == b"GET" {
+        // SPEC §3.2: the router's own endpoints, never forwarded (HEAD too,
+        // as load balancers' probes send it: `answer` leaves the body out).
+        if method == b"GET" || method == b"HEAD" {
             let own: Option<Result<&[u8], Error>> = if path == b"/health" {
                 Some(Ok(&config.routes.health_json))
             } else if !authorized && (path == b"/v1/models" || path.starts_with(b"/v1/models/")) {
@@ -689,6 +690,14 @@ impl Client {
         close: bool,
         consumed: Option<usize>,
     ) -> Next {
+        // A response to HEAD has no body (RFC 9110 §9.3.2), the router's
+        // own included: the client would read it as the next response.
+        let out = match rec.said.get(..rec.method_len) {
+            Some(b"HEAD") => {
+                memchr::memmem::find(out, b"\r\n\r\n").map_or(out, |end| &out[..end + 4])
+            }
+            _ => out,
+        };
         if self.stream.write_all(out).await.is_err() {
             return Next::Close;
         }

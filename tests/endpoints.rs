@@ -51,6 +51,46 @@ fn step2_health_without_auth_even_with_tokens() {
     upstream.assert_untouched();
 }
 
+/// HEAD gets the same answers without a body (RFC 9110 §9.3.2): `/health`
+/// for probes that send HEAD, and a router-made error alike. Each is
+/// followed on the same connection by a GET, whose answer must come right
+/// after the head.
+#[test]
+fn head_requests_get_heads_only() {
+    let (upstream, router) = setup(false);
+    for (path, status) in [
+        ("/health", "200 OK"),
+        ("/v1/models/nope", "404 Not Found"),
+        ("/v1/chat/completions", "400 Bad Request"),
+    ] {
+        let mut client = Client::connect(router.addr());
+        let mut bytes = format!("HEAD {path} HTTP/1.1\r\nHost: {CLIENT_HOST}\r\n\r\n").into_bytes();
+        bytes.extend_from_slice(&get("/health", &[]));
+        client.send(&bytes);
+        assert!(
+            client
+                .read_until_contains(b"\"status\":\"ok\"", Duration::from_secs(5))
+                .is_some(),
+            "{path}: no answer to the GET: {}",
+            lossy(client.buffered())
+        );
+        let got = client.buffered().to_vec();
+        let end = find(&got, b"\r\n\r\n").unwrap() + 4;
+        let head = lossy(&got[..end]);
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status}\r\n")),
+            "{path}: {head}"
+        );
+        assert!(head.contains("Content-Length: "), "{path}: {head}");
+        assert!(
+            got[end..].starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "{path}: a body followed the HEAD answer: {}",
+            lossy(&got)
+        );
+    }
+    upstream.assert_untouched();
+}
+
 #[test]
 fn step2_models_list_sorted_openai_shape() {
     let (upstream, router) = setup(false);
