@@ -185,8 +185,10 @@ impl fmt::Display for Error {
                 ScanError::Syntax => {
                     "request body is not a valid JSON object (or nests deeper than 1024 levels)"
                 }
-                ScanError::Missing => "request body has no top-level \"model\"",
-                ScanError::NotString => "\"model\" must be a string",
+                ScanError::Missing => {
+                    "request body has no \"model\" (a top-level JSON key, or a multipart part)"
+                }
+                ScanError::NotString => "\"model\" must be a UTF-8 string of at most 4096 bytes",
                 ScanError::Duplicate => "\"model\" appears more than once",
                 ScanError::Multipart => "malformed multipart/form-data body",
             }),

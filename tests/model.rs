@@ -141,6 +141,7 @@ fn step7_model_not_a_string_is_400() {
         r#"{"model":["m"]}"#,
         r#"{"model":{"id":"m"}}"#,
         r#"{"model":true}"#,
+        &format!(r#"{{"model":"{}"}}"#, "m".repeat(4097)),
     ] {
         let response = post(&p.router, body);
         assert_eq!(
@@ -148,6 +149,13 @@ fn step7_model_not_a_string_is_400() {
             400,
             "body {body}: {}",
             lossy(&response.raw)
+        );
+        assert!(
+            response
+                .text()
+                .contains("must be a UTF-8 string of at most 4096 bytes"),
+            "the message says what a model must be: {}",
+            response.text()
         );
     }
     p.m.assert_untouched();
