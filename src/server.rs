@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::{Config, Listen};
@@ -69,7 +70,7 @@ pub fn main(config: Config) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let stop = shutdown_signal();
+        let signals = Signals::install();
         let bound = if inherited.is_empty() {
             bind(&config.listen).await
         } else {
@@ -82,7 +83,7 @@ pub fn main(config: Config) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        run(listeners, Arc::new(config), stop).await;
+        run(listeners, Arc::new(config), signals).await;
         ExitCode::SUCCESS
     })
 }
@@ -156,14 +157,10 @@ fn adopt(inherited: Vec<std::net::TcpListener>) -> io::Result<Vec<TcpListener>> 
         .collect()
 }
 
-/// Serves on `listeners` until `stop` completes, then drains: listeners
-/// close (new connections are refused), idle connections close, in-flight
-/// requests get up to the shutdown timeout.
-pub async fn run(
-    listeners: Vec<TcpListener>,
-    config: Arc<Config>,
-    stop: impl std::future::Future<Output = ()>,
-) {
+/// Serves on `listeners` until a signal, then drains: listeners close (new
+/// connections are refused), idle connections close, in-flight requests get
+/// up to the shutdown timeout, or until a second signal.
+pub async fn run(listeners: Vec<TcpListener>, config: Arc<Config>, mut signals: Signals) {
     let addrs: Vec<String> = listeners
         .iter()
         .filter_map(|l| l.local_addr().ok())
@@ -205,7 +202,7 @@ pub async fn run(
         }
     });
 
-    stop.await;
+    signals.recv().await;
     expiring.abort();
     systemd::notify("STOPPING=1");
     log::info(
@@ -219,11 +216,16 @@ pub async fn run(
     for task in accepting {
         let _ = task.await;
     }
-    if tokio::time::timeout(config.timeouts.shutdown, done_rx.recv())
-        .await
-        .is_err()
-    {
-        log::info("grace period over, closing remaining connections", &[]);
+    tokio::select! {
+        drained = tokio::time::timeout(config.timeouts.shutdown, done_rx.recv()) => {
+            if drained.is_err() {
+                log::info("grace period over, closing remaining connections", &[]);
+            }
+        }
+        // Someone at a terminal pressing Ctrl-C again does not want to wait.
+        _ = signals.recv() => {
+            log::info("signalled again, closing remaining connections", &[]);
+        }
     }
     flushing.abort();
     log::unbatch();
@@ -282,26 +284,38 @@ impl Acceptor {
     }
 }
 
-/// Installs the SIGTERM and SIGINT handlers at once, and returns what
-/// completes on the first of them. At once, not when first awaited: a
-/// supervisor may signal as soon as it sees `READY=1` or the `listening`
-/// line, and a signal before the handlers exist kills the process without
-/// a drain or `STOPPING=1` (seen once in CI, under load).
-pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let handlers = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    );
-    async move {
-        let (Ok(mut term), Ok(mut int)) = handlers else {
-            // Without signal handlers the process still dies on SIGTERM.
-            std::future::pending::<()>().await;
-            return;
+/// The SIGTERM and SIGINT handlers.
+pub struct Signals {
+    handlers: Option<(Signal, Signal)>,
+}
+
+impl Signals {
+    /// Installs the handlers at once, not when first awaited: a supervisor
+    /// may signal as soon as it sees `READY=1` or the `listening` line, and
+    /// a signal before the handlers exist kills the process without a
+    /// drain or `STOPPING=1` (seen once in CI, under load).
+    pub fn install() -> Signals {
+        let handlers = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            // Without handlers the process still dies on SIGTERM.
+            _ => None,
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        Signals { handlers }
+    }
+
+    /// Completes on the next SIGTERM or SIGINT.
+    pub async fn recv(&mut self) {
+        match &mut self.handlers {
+            Some((term, int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            None => std::future::pending().await,
         }
     }
 }

@@ -139,6 +139,41 @@ fn sigterm_grace_period_bounds_a_stuck_request() {
     );
 }
 
+/// A second SIGTERM (or Ctrl-C) during the drain ends it at once; the request
+/// cut off still gets its access line.
+#[test]
+fn second_signal_ends_the_drain_at_once() {
+    let upstream = FakeUpstream::start(|_| Reply::sse(events(3), Duration::from_secs(30)));
+    let mut router = Router::start(config_for(
+        &[("m", &upstream.url())],
+        json!({"timeouts": {"shutdownSeconds": 30}}),
+    ));
+    let mut client = Client::connect(router.addr());
+    client.send(&post_json(
+        "/v1/chat/completions",
+        &[],
+        r#"{"model":"m","stream":true}"#,
+    ));
+    assert!(client
+        .read_until_contains(b"\"event\":1", Duration::from_secs(5))
+        .is_some());
+    router.terminate();
+    assert!(
+        poll_until(Duration::from_secs(5), || router
+            .logs()
+            .contains("msg=\"shutting down\"")),
+        "no drain started: {}",
+        router.logs()
+    );
+    router.terminate();
+    let status = router
+        .wait_exit(Duration::from_secs(5))
+        .expect("a second SIGTERM must end the 30 s drain at once");
+    assert!(status.success(), "exit status: {status:?}");
+    poll_until(Duration::from_secs(3), || !router.access_lines().is_empty());
+    assert_eq!(router.access_lines().len(), 1, "{}", router.logs());
+}
+
 /// SPEC §4: a request that reaches the router during the drain is answered
 /// 503 (and the connection closed), never forwarded. Here it is pipelined
 /// behind a stream that is in flight when SIGTERM arrives.
