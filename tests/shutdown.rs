@@ -99,15 +99,13 @@ fn sigterm_closes_idle_connections_and_exits_promptly() {
     assert!(status.success(), "exit status: {status:?}");
 }
 
-/// The grace period bounds a request that never finishes: exit after
-/// shutdownSeconds even though the stream is still going. The request cut
-/// off still gets its access line (SPEC §6: one per request).
-#[test]
-fn sigterm_grace_period_bounds_a_stuck_request() {
+/// A router with `shutdownSeconds` and a stream in flight that would go on
+/// for a minute (its first event already read by the returned client).
+fn stuck_stream(shutdown_seconds: u64) -> (FakeUpstream, Router, Client) {
     let upstream = FakeUpstream::start(|_| Reply::sse(events(3), Duration::from_secs(30)));
-    let mut router = Router::start(config_for(
+    let router = Router::start(config_for(
         &[("m", &upstream.url())],
-        json!({"timeouts": {"shutdownSeconds": 1}}),
+        json!({"timeouts": {"shutdownSeconds": shutdown_seconds}}),
     ));
     let mut client = Client::connect(router.addr());
     client.send(&post_json(
@@ -118,6 +116,27 @@ fn sigterm_grace_period_bounds_a_stuck_request() {
     assert!(client
         .read_until_contains(b"\"event\":1", Duration::from_secs(5))
         .is_some());
+    (upstream, router, client)
+}
+
+/// The one access line of the stream cut off, once the exited process's log
+/// has been read to its end.
+fn assert_cut_stream_logged(router: &Router) {
+    poll_until(Duration::from_secs(3), || !router.access_lines().is_empty());
+    let lines = router.access_lines();
+    assert!(
+        lines.len() == 1 && lines[0].contains("status=200") && lines[0].contains("model=m"),
+        "the stream cut off must have its access line:\n{}",
+        router.logs()
+    );
+}
+
+/// The grace period bounds a request that never finishes: exit after
+/// shutdownSeconds even though the stream is still going. The request cut
+/// off still gets its access line (SPEC §6: one per request).
+#[test]
+fn sigterm_grace_period_bounds_a_stuck_request() {
+    let (_upstream, mut router, _client) = stuck_stream(1);
     router.terminate();
     let signalled = Instant::now();
     let status = router
@@ -129,34 +148,14 @@ fn sigterm_grace_period_bounds_a_stuck_request() {
         "router exited after {took:?}, before the 1 s grace period"
     );
     assert!(status.success(), "exit status: {status:?}");
-    // The log reader may still be catching up with the exited process.
-    poll_until(Duration::from_secs(3), || !router.access_lines().is_empty());
-    let lines = router.access_lines();
-    assert!(
-        lines.len() == 1 && lines[0].contains("status=200") && lines[0].contains("model=m"),
-        "the stream cut at the grace period's end must have its access line:\n{}",
-        router.logs()
-    );
+    assert_cut_stream_logged(&router);
 }
 
 /// A second SIGTERM (or Ctrl-C) during the drain ends it at once; the request
 /// cut off still gets its access line.
 #[test]
 fn second_signal_ends_the_drain_at_once() {
-    let upstream = FakeUpstream::start(|_| Reply::sse(events(3), Duration::from_secs(30)));
-    let mut router = Router::start(config_for(
-        &[("m", &upstream.url())],
-        json!({"timeouts": {"shutdownSeconds": 30}}),
-    ));
-    let mut client = Client::connect(router.addr());
-    client.send(&post_json(
-        "/v1/chat/completions",
-        &[],
-        r#"{"model":"m","stream":true}"#,
-    ));
-    assert!(client
-        .read_until_contains(b"\"event\":1", Duration::from_secs(5))
-        .is_some());
+    let (_upstream, mut router, _client) = stuck_stream(30);
     router.terminate();
     assert!(
         poll_until(Duration::from_secs(5), || router
@@ -170,8 +169,7 @@ fn second_signal_ends_the_drain_at_once() {
         .wait_exit(Duration::from_secs(5))
         .expect("a second SIGTERM must end the 30 s drain at once");
     assert!(status.success(), "exit status: {status:?}");
-    poll_until(Duration::from_secs(3), || !router.access_lines().is_empty());
-    assert_eq!(router.access_lines().len(), 1, "{}", router.logs());
+    assert_cut_stream_logged(&router);
 }
 
 /// SPEC §4: a request that reaches the router during the drain is answered
