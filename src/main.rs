@@ -75,7 +75,18 @@ fn main() -> ExitCode {
 /// status. The error never holds a secret value, so printing it is safe.
 fn load(path: &Path, secrets: SecretMode) -> Result<Config, ExitCode> {
     config::load(path, secrets).map_err(|err| {
-        eprintln!("llmhop: {}: {err}", path.display());
+        // The path is the user's: control characters in it are escaped so
+        // that the error stays one line.
+        let shown: String = path
+            .display()
+            .to_string()
+            .chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_debug().to_string(),
+                false => c.to_string(),
+            })
+            .collect();
+        eprintln!("llmhop: {shown}: {err}");
         ExitCode::from(EXIT_CONFIG)
     })
 }

@@ -390,6 +390,14 @@ fn https_depends_on_the_tls_feature() {
     }
 }
 
+/// A config path with a newline in it still gives a one-line error.
+#[test]
+fn config_path_with_a_newline_stays_one_line() {
+    let dir = TempDir::new();
+    let run = llmhop(&dir.0, &["--check", "-c", "a\nb.json"], &[]);
+    assert_one_line_error(&run, 1, &["llmhop: a\\nb.json: cannot read"]);
+}
+
 #[test]
 fn missing_config_file() {
     let dir = TempDir::new();

@@ -190,6 +190,8 @@ fn errors_name_their_path() {
         (u("http://h h"), "models.m.url", "invalid host"),
         (u("http://1.2.3.400"), "models.m.url", "\"1.2.3.400\" is not an IPv4"),
         (u("http://h/a b"), "models.m.url", "the path contains"),
+        (u("http://h/%zz"), "models.m.url", "the path has a `%` not followed"),
+        (u("http://h/a%2"), "models.m.url", "the path has a `%` not followed"),
         (u("http://h/a\r\nX: y"), "models.m.url", "the path contains"),
         (h(r#"{"Bad Name":"x"}"#), "models.m.headers", "\"Bad Name\" is not a valid header name"),
         (h(r#"{"":"x"}"#), "models.m.headers", "\"\" is not a valid header name"),

@@ -141,6 +141,14 @@ pub fn parse_url(s: &str) -> Result<Url, String> {
     if !path.bytes().all(pchar) {
         return Err("the path contains a character not allowed in a URL".into());
     }
+    let escapes_ok = path.match_indices('%').all(|(i, _)| {
+        path.as_bytes()
+            .get(i + 1..i + 3)
+            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+    });
+    if !escapes_ok {
+        return Err("the path has a `%` not followed by two hex digits".into());
+    }
     let prefix = path.trim_end_matches('/');
 
     Ok(Url {
