@@ -187,11 +187,12 @@ impl Config {
         let _ = writeln!(out, "models: {}", self.routes.names().len());
         for up in self.routes.upstreams() {
             let _ = write!(out, "  {} -> {}{}", up.model, up.origin, up.url.prefix);
-            if !up.header_names.is_empty() {
-                let names: Vec<_> = up
-                    .header_names
-                    .iter()
-                    .map(|n| String::from_utf8_lossy(n))
+            // A configured Host became the authority rather than a field.
+            let host = (up.authority != up.url.authority()).then_some("host".into());
+            if !up.header_names.is_empty() || host.is_some() {
+                let names: Vec<_> = host
+                    .into_iter()
+                    .chain(up.header_names.iter().map(|n| String::from_utf8_lossy(n)))
                     .collect();
                 let _ = write!(out, " (headers: {})", names.join(", "));
             }

@@ -24,7 +24,7 @@ use crate::http::head::{
     self, ContentKind, Framing, HeaderIdx, RequestHead, Status, MAX_HEAD_BYTES,
 };
 use crate::http::rewrite::{self, Forward};
-use crate::http::{respond, Version};
+use crate::http::{is_tchar, respond, Version};
 use crate::log;
 use crate::route::{self, Upstream};
 use crate::scan::json::JsonScanner;
@@ -343,8 +343,20 @@ impl Client {
         let (next, mut rec) = match self.read_head().await {
             Ok(None) => return Next::Close,
             Err(err) => {
-                // A refused head is logged too, with what can be said of it.
+                // A refused head is logged too, with what can be said of it:
+                // its method when the request line got that far (a HEAD's
+                // answer then goes without a body).
                 let mut rec = self.record(None);
+                let method = self
+                    .buf
+                    .iter()
+                    .position(|&b| b == b' ')
+                    .map(|n| &self.buf[..n]);
+                if let Some(m) = method.filter(|m| m.len() <= 16 && m.iter().all(|&b| is_tchar(b)))
+                {
+                    rec.said.extend_from_slice(m);
+                    rec.method_len = m.len();
+                }
                 rec.bytes_in = self.buf.len() as u64;
                 (self.reject(&mut rec, &err, None).await, rec)
             }

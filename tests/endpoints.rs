@@ -88,6 +88,25 @@ fn head_requests_get_heads_only() {
             lossy(&got)
         );
     }
+    // A head refused before it is parsed: the answer is a head too, then
+    // the close.
+    for head in [
+        "HEAD /health HTTP/1.1\r\nHost: a:b:c\r\n\r\n".to_owned(),
+        format!(
+            "HEAD /health HTTP/1.1\r\nHost: x\r\n{}\r\n",
+            "X: y\r\n".repeat(120)
+        ),
+    ] {
+        let mut client = Client::connect(router.addr());
+        client.send(head.as_bytes());
+        let (got, closed) = client.read_to_close(Duration::from_secs(5));
+        assert!(closed, "{}", lossy(&got));
+        assert!(
+            got.starts_with(b"HTTP/1.1 4") && got.ends_with(b"\r\n\r\n"),
+            "a refused HEAD must get a head only: {}",
+            lossy(&got)
+        );
+    }
     upstream.assert_untouched();
 }
 

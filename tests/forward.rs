@@ -324,6 +324,26 @@ fn step11_http10_client_gets_dechunked_body_and_close() {
     assert_eq!(got.header("host"), Some(&*upstream.authority()));
 }
 
+/// RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, also on the
+/// head answering its HEAD (which has no body to de-chunk).
+#[test]
+fn http10_head_gets_no_transfer_encoding() {
+    let upstream = FakeUpstream::start(|_| {
+        Reply::Raw(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec())
+    });
+    let router = Router::start(config_for(&[("m", &upstream.url())], json!({})));
+    let mut client = Client::connect(router.addr());
+    client.send(b"HEAD /route/m/v1/x HTTP/1.0\r\n\r\n");
+    let (bytes, closed) = client.read_to_close(Duration::from_secs(5));
+    assert!(closed, "{}", lossy(&bytes));
+    let text = lossy(&bytes).to_ascii_lowercase();
+    assert!(
+        text.starts_with("http/1.1 200 ok\r\n") && text.ends_with("\r\n\r\n"),
+        "{text}"
+    );
+    assert!(!text.contains("transfer-encoding"), "{text}");
+}
+
 /// Step 13: one client connection carries several requests (HTTP/1.1 is
 /// keep-alive by default) and stays open after them.
 #[test]

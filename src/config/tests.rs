@@ -53,7 +53,8 @@ fn full_config() {
         "authTokens": ["${file:tok}", "lit$$"],
         "models": {
             "b": {"url": "HTTP://api.example.com:8080/v1/", "headers": {"Authorization": "Bearer $KEY", "X-A": ""}},
-            "a": {"url": "http://[::1]:8000"}
+            "a": {"url": "http://[::1]:8000"},
+            "c": {"url": "http://10.0.0.5", "headers": {"Host": "llm.internal"}}
         },
         "timeouts": {"headSeconds": 0.25, "shutdownSeconds": 1}
     }"#;
@@ -73,6 +74,9 @@ fn full_config() {
         b"Authorization: Bearer sk-SECRET\r\nX-A: \r\n"
     );
     assert_eq!(c.routes.get("a").unwrap().authority, "[::1]:8000");
+    let vhost = c.routes.get("c").unwrap();
+    assert_eq!(vhost.authority, "llm.internal");
+    assert!(vhost.header_block.is_empty());
 
     let summary = c.summary();
     assert!(summary.contains("listen: 127.0.0.1:9000\n"), "{summary}");
@@ -80,6 +84,10 @@ fn full_config() {
     assert!(summary.contains("  a -> http://[::1]:8000\n"), "{summary}");
     assert!(
         summary.contains("  b -> http://api.example.com:8080/v1 (headers: authorization, x-a)\n"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("  c -> http://10.0.0.5 (headers: host)\n"),
         "{summary}"
     );
     assert!(
