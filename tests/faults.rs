@@ -501,3 +501,57 @@ fn reset_before_the_head_and_refused_connect_are_502() {
         assert_serves(&router, name);
     }
 }
+
+/// An upstream that answers before it has read the whole body (a 413 for
+/// a body it will not take) and then closes: its answer reaches the client
+/// (not a 502), and the client connection closes after it, since the rest
+/// of the request body was never read.
+#[test]
+fn early_answer_of_an_upstream_that_stops_reading_is_relayed() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let refusal = r#"{"error":"request too large"}"#;
+    let answer = format!(
+        "HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{refusal}",
+        refusal.len()
+    );
+    let server = thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && conn.read(&mut byte).unwrap_or(0) == 1 {
+            head.push(byte[0]);
+        }
+        conn.write_all(answer.as_bytes()).unwrap();
+        // Closed with the body unread: the kernel resets the connection.
+    });
+    let router = Router::start(config_for(&[("m", &format!("http://{addr}"))], json!({})));
+    let body = format!(r#"{{"model":"m","pad":"{}"}}"#, "p".repeat(32 << 20));
+    let mut client = TcpStream::connect(router.addr()).unwrap();
+    let mut writer = client.try_clone().unwrap();
+    let request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let sending = thread::spawn(move || {
+        let _ = writer.write_all(request.as_bytes());
+    });
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while let Ok(n) = client.read(&mut chunk) {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&chunk[..n]);
+    }
+    server.join().unwrap();
+    drop(client);
+    sending.join().unwrap();
+    let text = lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413 "), "{text}");
+    assert!(text.ends_with(refusal), "the upstream's own answer: {text}");
+    assert!(text.contains("Connection: close\r\n"), "{text}");
+}

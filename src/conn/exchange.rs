@@ -7,6 +7,7 @@
 //! (the parent module), connecting (`upstream`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -24,6 +25,12 @@ use crate::http::Version;
 use crate::route::Upstream;
 use crate::spare;
 use crate::upstream::{self, Stream};
+
+/// How long an upstream that stopped taking a request may take to show the
+/// answer it sent first. Its connection is already broken, so what it sent
+/// is there at once; the bound only guards against a connection that
+/// failed to write yet still reads as open.
+const EARLY_ANSWER_WAIT: Duration = Duration::from_secs(1);
 
 impl Client {
     /// Sends the request upstream and relays the response (SPEC §3.9–13).
@@ -53,8 +60,30 @@ impl Client {
             first = false;
             match self.send(&mut stream, up_head, body, &mut sent_from).await {
                 Ok(()) => {}
-                Err(Failure::Answer(Error::UpstreamClosed)) if reused && sent_from.is_some() => {
-                    continue
+                Err(Failure::Answer(Error::UpstreamClosed)) => {
+                    // The upstream stopped taking the request. It may have
+                    // answered first (a 413 for a body it will not take):
+                    // that answer is relayed rather than a 502.
+                    let early = tokio::time::timeout(
+                        EARLY_ANSWER_WAIT,
+                        self.read_response_head(&mut stream, head_request, body.pos),
+                    );
+                    if let Ok(Ok(Some(answer))) = early.await {
+                        let cut_short = !body.decoder.is_done();
+                        self.release(body.pos);
+                        body.pos = 0;
+                        let next = self.relay(stream, head, up, answer, rec, cut_short);
+                        // The rest of the body is never read: the client
+                        // connection ends after the answer.
+                        return match next.await {
+                            Ok(Next::Close) if cut_short => Ok(Next::Linger),
+                            other => other,
+                        };
+                    }
+                    if reused && sent_from.is_some() {
+                        continue;
+                    }
+                    return Err(Error::UpstreamClosed.into());
                 }
                 Err(f) => return Err(f),
             }
@@ -74,7 +103,7 @@ impl Client {
                     {
                         spare::give(std::mem::take(&mut self.buf));
                     }
-                    return self.relay(stream, head, up, ubuf, rh, rec).await;
+                    return self.relay(stream, head, up, (ubuf, rh), rec, false).await;
                 }
                 Ok(None) if reused && sent_from.is_some() => continue,
                 Ok(None) => return Err(Failure::Answer(Error::UpstreamClosed)),
@@ -177,14 +206,16 @@ impl Client {
     }
 
     /// Relays the response: head rewritten, body bytes as they arrive.
+    /// `cut_short`: the upstream answered before taking the whole request,
+    /// so neither connection can be reused.
     async fn relay(
         &mut self,
         mut stream: Stream,
         head: &RequestHead,
         up: &Arc<Upstream>,
-        mut ubuf: Vec<u8>,
-        rh: ResponseHead,
+        (mut ubuf, rh): (Vec<u8>, ResponseHead),
         rec: &mut Record,
+        cut_short: bool,
     ) -> Result<Next, Failure> {
         let upgrade = rh.status == 101;
         if upgrade && !head.upgrade {
@@ -195,6 +226,7 @@ impl Client {
         let close = !head.keep_alive
             || rh.framing == Framing::UntilClose
             || dechunk
+            || cut_short
             || self.shutting_down();
         let mut out = std::mem::take(&mut self.scratch.out);
         out.reserve(rh.len + 64);
@@ -244,7 +276,11 @@ impl Client {
                 // last write to the client, so that the client's next
                 // request (on any connection) finds it. Reuse only after a
                 // clean end with nothing extra sent.
-                if rh.keep_alive && pos == ubuf.len() && rh.framing != Framing::UntilClose {
+                if rh.keep_alive
+                    && pos == ubuf.len()
+                    && rh.framing != Framing::UntilClose
+                    && !cut_short
+                {
                     up.pool.put(stream);
                 }
                 return self.finish_relay(out, ubuf, rh.headers, close, rec).await;
