@@ -212,13 +212,13 @@ pub fn response_head(buf: &[u8], head: &ResponseHead, client: ClientSide, out: &
         .headers
         .iter()
         .any(|h| h.known == Name::TransferEncoding);
+    // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, be the
+    // body de-chunked or absent (a HEAD's).
+    let no_coding = client.dechunk || client.version == Version::Http10;
     let mut has_accel = false;
     let mut lines = Lines::new(buf);
     for h in &head.headers {
         let name = &buf[h.name.clone()];
-        // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, be
-        // the body de-chunked or absent (a HEAD's).
-        let no_coding = client.dechunk || client.version == Version::Http10;
         if is_hop_by_hop(name, h.known, &named, client.upgrade)
             || (no_coding && h.known == Name::TransferEncoding)
             || (chunked_or_coded && h.known == Name::ContentLength)
